@@ -1,0 +1,28 @@
+# Every dependency comes from a system package through find_package: nothing is vendored or
+# downloaded. On the GPU machine CMAKE_PREFIX_PATH points at the CUDA libtorch of PyTorch.
+find_package(Threads REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(fmt REQUIRED)
+find_package(PNG REQUIRED)
+find_package(JPEG REQUIRED)
+find_package(ZLIB REQUIRED)
+find_package(Torch REQUIRED)
+if(SDFLOW_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()
+
+# Torch's CMake config adds its flags to TORCH_CXX_FLAGS (the ABI define); turn them into an
+# interface target so only torch-using targets see them.
+if(NOT TARGET sdflow_torch)
+  add_library(sdflow_torch INTERFACE)
+  # spdlog/fmt first: the PyTorch wheel ships fmt 11 headers that break Debian's spdlog (GPU.md).
+  target_link_libraries(sdflow_torch INTERFACE spdlog::spdlog fmt::fmt ${TORCH_LIBRARIES})
+  target_include_directories(sdflow_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
+  separate_arguments(_sdflow_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
+  target_compile_options(sdflow_torch INTERFACE ${_sdflow_torch_flags})
+  if(SDFLOW_CUDA)
+    target_compile_definitions(sdflow_torch INTERFACE SDFLOW_WITH_CUDA=1)
+  endif()
+endif()

@@ -1,0 +1,16 @@
+# sdflow_test_folder(DEPS ... [TORCH_DEPS ...] [LABELS ...])
+# Every test_*.cpp in the calling folder becomes one test executable. Files ending in
+# _torch.cpp also link TORCH_DEPS and torch (the ATen PCH).
+function(sdflow_test_folder)
+  cmake_parse_arguments(A "" "" "DEPS;TORCH_DEPS;LABELS" ${ARGN})
+  file(GLOB _tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/test_*.cpp)
+  foreach(t ${_tests})
+    get_filename_component(n ${t} NAME_WE)
+    get_filename_component(folder ${CMAKE_CURRENT_SOURCE_DIR} NAME)
+    if(n MATCHES "_torch$")
+      sdflow_test(${folder}_${n} TORCH SOURCES ${t} DEPS ${A_DEPS} ${A_TORCH_DEPS} LABELS ${A_LABELS})
+    else()
+      sdflow_test(${folder}_${n} SOURCES ${t} DEPS ${A_DEPS} LABELS ${A_LABELS})
+    endif()
+  endforeach()
+endfunction()
