@@ -1,0 +1,235 @@
+#include "cli/commands.h"
+
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
+
+namespace sdflow::cli {
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+// Ctrl-C asks the running engine to stop at the next node or step; a second Ctrl-C kills.
+Engine* g_running_engine = nullptr;
+void on_sigint(int) {
+  if (g_running_engine) g_running_engine->cancel();
+  std::signal(SIGINT, SIG_DFL);
+}
+
+class SigintScope {
+ public:
+  explicit SigintScope(Engine& engine) {
+    g_running_engine = &engine;
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &previous_);
+  }
+  ~SigintScope() {
+    sigaction(SIGINT, &previous_, nullptr);
+    g_running_engine = nullptr;
+  }
+
+ private:
+  struct sigaction previous_ {};
+};
+
+std::string fmt_bytes(int64_t b) {
+  char buf[32];
+  if (b >= (int64_t{1} << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", b / double(int64_t{1} << 30));
+  else if (b >= (int64_t{1} << 20)) std::snprintf(buf, sizeof buf, "%.1f MiB", b / double(int64_t{1} << 20));
+  else std::snprintf(buf, sizeof buf, "%lld B", static_cast<long long>(b));
+  return buf;
+}
+
+// Progress on a terminal: one line per node, a bar for steps inside a node.
+class TerminalProgress {
+ public:
+  void operator()(const ProgressEvent& e) {
+    const bool tty = isatty(STDERR_FILENO);
+    switch (e.type) {
+      case ProgressEvent::Type::kNodeStart:
+        log::debug("[{} #{}] running", e.class_type, e.node_id);
+        break;
+      case ProgressEvent::Type::kProgress:
+        if (tty && e.max > 0) {
+          const int width = 30;
+          const int filled = static_cast<int>(width * e.value / e.max);
+          std::fprintf(stderr, "\r[%s #%s] %s%s %lld/%lld", e.class_type.c_str(), e.node_id.c_str(),
+                       std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+                       static_cast<long long>(e.value), static_cast<long long>(e.max));
+          if (e.value >= e.max) std::fprintf(stderr, "\n");
+        }
+        break;
+      case ProgressEvent::Type::kNodeDone:
+        log::info("[{} #{}] done in {:.3f} s", e.class_type, e.node_id, e.seconds);
+        break;
+      case ProgressEvent::Type::kCached:
+        log::debug("[{} #{}] cached", e.class_type, e.node_id);
+        break;
+      default:
+        break;
+    }
+  }
+};
+
+nlohmann::json event_json(const ProgressEvent& e) {
+  nlohmann::json j = {{"event", to_string(e.type)}};
+  if (!e.node_id.empty()) j["node"] = e.node_id;
+  if (!e.class_type.empty()) j["class_type"] = e.class_type;
+  if (e.type == ProgressEvent::Type::kProgress) {
+    j["value"] = e.value;
+    j["max"] = e.max;
+  }
+  if (e.seconds > 0) j["seconds"] = e.seconds;
+  if (!e.message.empty()) j["message"] = e.message;
+  return j;
+}
+
+void write_report(const std::string& path, const RunResult* result, const std::string& error,
+                  const Engine& engine) {
+  nlohmann::json nodes = nlohmann::json::array();
+  if (result) {
+    for (const auto& n : result->nodes)
+      nodes.push_back({{"node", n.node_id},
+                       {"class_type", n.class_type},
+                       {"cached", n.cached},
+                       {"seconds", n.seconds},
+                       {"peak_vram_allocated", n.peak_vram_allocated},
+                       {"peak_vram_reserved", n.peak_vram_reserved},
+                       {"peak_host_rss", n.peak_host_rss}});
+  }
+  MemoryStats m = engine.memory_stats();
+  nlohmann::json report = {{"ok", error.empty()},
+                           {"device", m.device},
+                           {"seconds", result ? result->seconds : 0.0},
+                           {"nodes", nodes}};
+  if (!error.empty()) report["error"] = error;
+  if (result) {
+    nlohmann::json images = nlohmann::json::array();
+    for (const auto& img : result->images) images.push_back({{"node", img.node_id}, {"path", img.path}, {"type", img.type}});
+    report["images"] = images;
+  }
+  const std::string text = report.dump(2) + "\n";
+  write_file_atomic(path, reinterpret_cast<const uint8_t*>(text.data()), text.size());
+}
+
+void print_node_table(const RunResult& r) {
+  std::fprintf(stderr, "%-8s %-28s %10s %12s\n", "node", "class_type", "seconds", "peak VRAM");
+  for (const auto& n : r.nodes) {
+    std::fprintf(stderr, "%-8s %-28s %10s %12s\n", n.node_id.c_str(), n.class_type.c_str(),
+                 n.cached ? "cached" : std::to_string(n.seconds).substr(0, 8).c_str(),
+                 n.cached ? "-" : fmt_bytes(n.peak_vram_allocated).c_str());
+  }
+}
+
+}  // namespace
+
+int command_run(const CommonOptions& common, const RunArgs& args) {
+  auto engine = Engine::create(common.engine);
+  WorkflowHandle wf = engine->load_workflow(args.workflow);
+  for (const auto& s : args.sets) wf.set(s);
+
+  ProgressCallback progress;
+  TerminalProgress terminal;
+  if (args.json_progress) {
+    progress = [](const ProgressEvent& e) { std::cout << event_json(e).dump() << std::endl; };
+  } else if (!common.quiet) {
+    progress = [&terminal](const ProgressEvent& e) { terminal(e); };
+  }
+
+  SigintScope sigint(*engine);
+  try {
+    RunResult result = engine->run(wf, progress);
+    if (!args.json_progress) {
+      for (const auto& img : result.images) std::cout << img.path << "\n";
+      if (!common.quiet) print_node_table(result);
+    }
+    if (!args.report.empty()) write_report(args.report, &result, "", *engine);
+    return kExitOk;
+  } catch (const Error& e) {
+    if (!args.report.empty()) write_report(args.report, nullptr, e.what(), *engine);
+    if (e.kind() == ErrorKind::kCancelled) {
+      log::error("interrupted");
+      return kExitFailed;
+    }
+    throw;
+  }
+}
+
+int command_validate(const CommonOptions& common, const ValidateArgs& args) {
+  auto engine = Engine::create(common.engine);
+  WorkflowHandle wf = engine->load_workflow(args.workflow);
+  for (const auto& s : args.sets) wf.set(s);
+  ValidationResult v = engine->validate(wf, args.strict);
+  if (args.json) {
+    nlohmann::json problems = nlohmann::json::array();
+    for (const auto& p : v.problems)
+      problems.push_back({{"kind", p.kind},
+                          {"node_id", p.node_id},
+                          {"class_type", p.class_type},
+                          {"input", p.input},
+                          {"message", p.message}});
+    std::cout << nlohmann::json({{"ok", v.ok}, {"problems", problems}}).dump(2) << "\n";
+  } else if (v.ok) {
+    std::cout << args.workflow << ": ok\n";
+  } else {
+    std::cerr << v.text();
+  }
+  return v.ok ? kExitOk : kExitUsage;
+}
+
+int command_nodes(const CommonOptions& common, const NodesArgs& args) {
+  EngineOptions opts = common.engine;
+  opts.memory.vram = VramMode::kCpu;  // listing schemas needs no GPU
+  auto engine = Engine::create(opts);
+  const nlohmann::json schemas = nlohmann::json::parse(engine->node_schemas_json());
+  if (args.json) {
+    std::cout << schemas.dump(2) << "\n";
+    return kExitOk;
+  }
+  for (const auto& [name, s] : schemas.items()) {
+    std::cout << name;
+    if (!s.value("sdflow_runnable", true)) std::cout << "  (validate only: needs model support)";
+    std::cout << "\n";
+  }
+  return kExitOk;
+}
+
+int command_info(const CommonOptions& common, const InfoArgs& args) {
+  auto file = SafetensorsFile::open(args.file);
+  nlohmann::json d = describe_safetensors(*file);
+  if (args.json) {
+    if (!args.list_tensors) d.erase("tensors");
+    std::cout << d.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::cout << "file:    " << args.file << "\n"
+            << "tensors: " << d.value("tensor_count", 0) << "\n"
+            << "bytes:   " << fmt_bytes(d.value("total_bytes", int64_t{0})) << "\n";
+  for (const auto& [dtype, count] : d["dtypes"].items()) std::cout << "  " << dtype << ": " << count << "\n";
+  if (d.contains("metadata") && !d["metadata"].empty()) {
+    std::cout << "metadata:\n";
+    for (const auto& [k, v] : d["metadata"].items()) {
+      std::string s = v.is_string() ? v.get<std::string>() : v.dump();
+      if (s.size() > 200) s = s.substr(0, 200) + "...";
+      std::cout << "  " << k << ": " << s << "\n";
+    }
+  }
+  if (args.list_tensors)
+    for (const auto& t : d["tensors"]) std::cout << "  " << t["name"].get<std::string>() << " " << t["dtype"].get<std::string>() << " " << t["shape"].dump() << "\n";
+  return kExitOk;
+}
+
+}  // namespace sdflow::cli

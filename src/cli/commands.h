@@ -1,0 +1,46 @@
+// The sdflow subcommands, each a function of its parsed arguments returning the exit code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "sdflow/engine.h"
+
+namespace sdflow::cli {
+
+struct CommonOptions {
+  bool verbose = false;
+  bool quiet = false;
+  EngineOptions engine;
+};
+
+struct RunArgs {
+  std::string workflow;
+  std::vector<std::string> sets;
+  bool json_progress = false;
+  std::string report;
+};
+
+struct ValidateArgs {
+  std::string workflow;
+  std::vector<std::string> sets;
+  bool strict = false;
+  bool json = false;
+};
+
+struct NodesArgs {
+  bool json = false;
+};
+
+struct InfoArgs {
+  std::string file;
+  bool json = false;
+  bool list_tensors = false;
+};
+
+int command_run(const CommonOptions& common, const RunArgs& args);
+int command_validate(const CommonOptions& common, const ValidateArgs& args);
+int command_nodes(const CommonOptions& common, const NodesArgs& args);
+int command_info(const CommonOptions& common, const InfoArgs& args);
+
+}  // namespace sdflow::cli

@@ -1,0 +1,85 @@
+// The CUDA device: figures and limits come from libtorch's caching allocator, so they count
+// exactly what sdflow's tensors hold (and what a budget must cap).
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
+
+#include "core/error.h"
+#include "device/device.h"
+
+namespace sdflow {
+
+namespace {
+
+namespace alloc = c10::cuda::CUDACachingAllocator;
+
+class CudaDevice final : public ComputeDevice {
+ public:
+  explicit CudaDevice(int index) : index_(static_cast<c10::DeviceIndex>(index)) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, index) == cudaSuccess) device_name_ = prop.name;
+  }
+  at::Device torch_device() const override { return at::Device(at::kCUDA, index_); }
+  bool is_cuda() const override { return true; }
+  std::string name() const override { return "cuda:" + std::to_string(index_) + " (" + device_name_ + ")"; }
+
+  MemoryStats stats() const override {
+    MemoryStats s;
+    s.device = "cuda:" + std::to_string(index_);
+    size_t free_b = 0, total_b = 0;
+    c10::cuda::CUDAGuard guard(index_);
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+      s.free = static_cast<int64_t>(free_b);
+      s.total = static_cast<int64_t>(total_b);
+    }
+    const auto stats = alloc::getDeviceStats(index_);
+    // Index 0 is StatType::AGGREGATE; its namespace moved between libtorch versions.
+    constexpr size_t agg = 0;
+    s.allocated = stats.allocated_bytes[agg].current;
+    s.peak_allocated = stats.allocated_bytes[agg].peak;
+    s.reserved = stats.reserved_bytes[agg].current;
+    s.peak_reserved = stats.reserved_bytes[agg].peak;
+    // Free as ComfyUI counts it: the driver's free memory plus what the allocator holds idle.
+    s.free += s.reserved - s.allocated;
+    return s;
+  }
+  void reset_peak_stats() override { alloc::resetPeakStats(index_); }
+  void empty_cache() override { alloc::emptyCache(); }
+  void synchronize() override {
+    c10::cuda::CUDAGuard guard(index_);
+    cudaDeviceSynchronize();
+  }
+  bool set_memory_limit(int64_t bytes) override {
+    size_t free_b = 0, total_b = 0;
+    c10::cuda::CUDAGuard guard(index_);
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess || total_b == 0) return false;
+    double fraction = std::min(1.0, static_cast<double>(bytes) / static_cast<double>(total_b));
+    alloc::setMemoryFraction(fraction, index_);
+    return true;
+  }
+
+ private:
+  c10::DeviceIndex index_;
+  std::string device_name_ = "unknown";
+};
+
+}  // namespace
+
+bool cuda_available() { return cuda_device_count() > 0; }
+
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
+  return n;
+}
+
+std::unique_ptr<ComputeDevice> make_cuda_device(int index) {
+  const int n = cuda_device_count();
+  if (index < 0 || index >= n)
+    throw Error(ErrorKind::kUsage, "CUDA device " + std::to_string(index) + " does not exist (" +
+                                       std::to_string(n) + " visible)");
+  return std::make_unique<CudaDevice>(index);
+}
+
+}  // namespace sdflow

@@ -1,0 +1,48 @@
+// The compute device behind the memory manager: memory figures, allocator control and
+// synchronisation. CPU builds use the no-CUDA implementation, so they link and test the same
+// code paths; the CUDA one exists only when built with SDFLOW_CUDA.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "sdflow/memory.h"
+
+namespace sdflow {
+
+class ComputeDevice {
+ public:
+  virtual ~ComputeDevice() = default;
+  virtual at::Device torch_device() const = 0;
+  virtual bool is_cuda() const = 0;
+  virtual std::string name() const = 0;  // "cpu", "cuda:0 (NVIDIA H200)"
+  virtual MemoryStats stats() const = 0;
+  virtual void reset_peak_stats() = 0;
+  // Returns cached, unused blocks to the driver.
+  virtual void empty_cache() = 0;
+  virtual void synchronize() = 0;
+  // Caps what this process's allocator may hold on the device; allocations beyond it fail as
+  // out-of-memory. Returns false when the device cannot enforce a cap (CPU).
+  virtual bool set_memory_limit(int64_t bytes) = 0;
+};
+
+// Host memory as the OS reports it (bytes; 0 when unknown).
+struct HostMemory {
+  int64_t total = 0;
+  int64_t available = 0;
+  int64_t rss = 0;
+  int64_t peak_rss = 0;
+};
+HostMemory host_memory();
+
+std::unique_ptr<ComputeDevice> make_cpu_device();
+// True when this build has CUDA and a device is visible.
+bool cuda_available();
+int cuda_device_count();
+// Throws Error(kUsage) when the build has no CUDA or the index is out of range.
+std::unique_ptr<ComputeDevice> make_cuda_device(int index);
+
+}  // namespace sdflow

@@ -1,0 +1,14 @@
+#pragma once
+
+#include "nodeapi/registry.h"
+#include "sdflow/engine.h"
+#include "workflow/workflow.h"
+
+namespace sdflow {
+
+struct WorkflowHandle::Impl {
+  Workflow workflow;
+  std::string label;  // file name or "<memory>", for messages
+};
+
+}  // namespace sdflow

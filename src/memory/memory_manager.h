@@ -1,0 +1,67 @@
+// The memory manager: owned by the Engine, handed by reference to whatever needs device
+// memory. It turns MemoryOptions (ComfyUI's flags) into a VRAM state, owns the compute device
+// and the residency policy, enforces --vram-budget through the allocator, and records per-node
+// peaks. See docs/MEMORY.md.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "device/device.h"
+#include "memory/residency.h"
+#include "sdflow/memory.h"
+
+namespace sdflow {
+
+// ComfyUI's VRAMState (model_management.py), same meaning.
+enum class VramState { kDisabled, kNoVram, kLowVram, kNormalVram, kHighVram };
+const char* to_string(VramState state);
+
+// ComfyUI's state resolution (COMFY_COMPAT 1.6): flags first; --cpu or no GPU → disabled.
+VramState resolve_vram_state(const MemoryOptions& options, bool have_gpu);
+
+// Bytes ComfyUI keeps free besides the weights: --reserve-vram, else 400 MiB (Linux).
+int64_t extra_reserved_vram(const MemoryOptions& options);
+
+class MemoryManager {
+ public:
+  // Picks the compute device from the options (--cpu, --cuda-device) and what the build has.
+  explicit MemoryManager(const MemoryOptions& options);
+  // For tests and embedders that bring their own device.
+  MemoryManager(const MemoryOptions& options, std::unique_ptr<ComputeDevice> device);
+  ~MemoryManager();
+  MemoryManager(const MemoryManager&) = delete;
+  MemoryManager& operator=(const MemoryManager&) = delete;
+
+  const MemoryOptions& options() const { return options_; }
+  VramState vram_state() const { return state_; }
+  ComputeDevice& device() { return *device_; }
+  const ComputeDevice& device() const { return *device_; }
+  at::Device compute_device() const { return device_->torch_device(); }
+  // Where values between nodes live (CPU unless --gpu-only, like ComfyUI's intermediate_device).
+  at::Device intermediate_device() const;
+  Residency& residency() { return *residency_; }
+
+  // The enforced budget in bytes (0 = none): set from --vram-budget at construction.
+  int64_t budget_bytes() const { return budget_bytes_; }
+
+  // Per-node accounting: reset peaks before a node, read them after.
+  void begin_node();
+  MemoryStats end_node();
+  MemoryStats stats() const { return device_->stats(); }
+
+  // Drops every model from the device and returns cached blocks (OOM ladder's first rungs,
+  // --disable-smart-memory after a run).
+  void unload_all();
+
+ private:
+  void init();
+
+  MemoryOptions options_;
+  std::unique_ptr<ComputeDevice> device_;
+  std::unique_ptr<Residency> residency_;
+  VramState state_ = VramState::kDisabled;
+  int64_t budget_bytes_ = 0;
+};
+
+}  // namespace sdflow
