@@ -15,8 +15,12 @@ struct WorkflowNode {
   std::string class_type;  // empty when the file lacked it (a validation error later)
   std::string title;       // _meta.title, for messages
   // Input name → constant (JSON scalar) or link ([node_id, slot]); kept raw so that
-  // validation, not parsing, reports malformed links with node and input names.
+  // validation, not parsing, reports malformed links with node and input names. An API file
+  // whose node "inputs" is not an object keeps that raw value here, for the same reason.
   nlohmann::json inputs = nlohmann::json::object();
+  // UI-format widgets_values of a node whose class the registry lacks: without a schema the
+  // values cannot be named, so they are kept aside (null otherwise) for messages and tools.
+  nlohmann::json unmapped_widget_values;
 };
 
 struct Workflow {
