@@ -1,0 +1,72 @@
+// The SD1.x / SD2.x / SDXL UNet (ComfyUI's openaimodel.py UNetModel, legacy=False), driven by a
+// UNetConfig and reading its weights block by block through the Residency (Note [Models own
+// no device memory] in memory/weight_store.h). Block names: "time_embed", "label_emb",
+// "input_blocks.N", "middle_block", "output_blocks.N", "out"; keys inside a block are the
+// checkpoint keys relative to the UNet prefix.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "memory/residency.h"
+#include "memory/weight_store.h"
+#include "models/unet/unet_config.h"
+#include "models/unet/unet_layout.h"
+#include "sdflow/memory.h"
+
+namespace sdflow {
+
+// What a block patch may look at (the part of ComfyUI's transformer_options patches read).
+struct UNetPatchContext {
+  int64_t output_block = 0;             // ComfyUI's block = ("output", output_block)
+  std::vector<int64_t> original_shape;  // x's shape
+};
+
+// ComfyUI's output_block_patch: called for every output block with the hidden state h and its
+// skip hsp before they are concatenated; returns the (h, hsp) to use (FreeU scales both).
+using OutputBlockPatch = std::function<std::pair<at::Tensor, at::Tensor>(
+    const at::Tensor& h, const at::Tensor& hsp, const UNetPatchContext& ctx)>;
+
+struct UNetRunOptions {
+  // kDefault is PyTorch SDPA, ComfyUI's choice on NVIDIA; fp32 attention scores (SD2.x,
+  // --force-upcast-attention) are honoured only by the upcast-capable kSplit/kQuad, as in ComfyUI.
+  AttentionBackend attention = AttentionBackend::kDefault;
+  UpcastAttention upcast_attention = UpcastAttention::kDefault;
+  std::function<void()> check_cancel;                  // called before each block; throws to stop
+  std::vector<OutputBlockPatch> output_block_patches;  // applied in order
+};
+
+// Thread-compatible: forward() is const and keeps no state between calls.
+class UNetModel {
+ public:
+  // Throws Error(kModel) when the store lacks a block the config needs.
+  UNetModel(UNetConfig config, std::shared_ptr<const WeightStore> weights, Residency& residency);
+  UNetModel(const UNetModel&) = delete;
+  UNetModel& operator=(const UNetModel&) = delete;
+
+  // x: [B, in_channels, h, w] at the compute dtype; timesteps: [B] (ComfyUI's t, a float index
+  // 0..999); context: [B, N, context_dim]; y: [B, adm_in_channels] for SDXL, else undefined.
+  // Returns [B, out_channels, h, w] at x's dtype.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& timesteps, const at::Tensor& context,
+                     const at::Tensor& y, const UNetRunOptions& options = {}) const;
+
+  const UNetConfig& config() const { return config_; }
+  const WeightStore& weights() const { return *weights_; }
+  const UNetPlan& plan() const { return plan_; }
+
+ private:
+  UNetConfig config_;
+  UNetPlan plan_;
+  std::shared_ptr<const WeightStore> weights_;
+  Residency& residency_;
+};
+
+// ComfyUI's timestep_embedding: freqs = exp(−ln(max_period)·k/half) in fp32, [cos, sin] (cos
+// first), zero-padded for an odd dim. Returns fp32 [B, dim].
+at::Tensor timestep_embedding(const at::Tensor& timesteps, int64_t dim, double max_period = 10000.0);
+
+}  // namespace sdflow
