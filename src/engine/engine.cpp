@@ -37,10 +37,12 @@ WorkflowHandle& WorkflowHandle::operator=(const WorkflowHandle& other) {
 }
 
 void WorkflowHandle::set(const std::string& node, const std::string& input, const std::string& value) {
-  apply_override(impl_->workflow, node + "." + input + "=" + value);
+  apply_override(impl_->workflow, node + "." + input + "=" + value, impl_->registry);
 }
 
-void WorkflowHandle::set(const std::string& assignment) { apply_override(impl_->workflow, assignment); }
+void WorkflowHandle::set(const std::string& assignment) {
+  apply_override(impl_->workflow, assignment, impl_->registry);
+}
 
 std::string WorkflowHandle::to_api_json() const { return impl_->workflow.to_api_json().dump(2); }
 
@@ -124,6 +126,7 @@ class Engine::Impl {
   WorkflowHandle load(const fs::path& path) const {
     WorkflowHandle handle;
     handle.impl().label = path.string();
+    handle.impl().registry = &registry_;
     if (!fs::exists(path)) throw Error(ErrorKind::kUsage, "workflow file not found: " + path.string());
     if (has_png_signature(path)) {
       handle.impl().workflow = load_workflow_from_png_chunks(read_png_text_file(path), registry_, path.string());
@@ -136,6 +139,7 @@ class Engine::Impl {
   WorkflowHandle parse(const std::string& text, const std::string& label) const {
     WorkflowHandle handle;
     handle.impl().label = label;
+    handle.impl().registry = &registry_;
     handle.impl().workflow = load_workflow_json(text, registry_, label);
     return handle;
   }

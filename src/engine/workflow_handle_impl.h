@@ -9,6 +9,7 @@ namespace sdflow {
 struct WorkflowHandle::Impl {
   Workflow workflow;
   std::string label;  // file name or "<memory>", for messages
+  const NodeRegistry* registry = nullptr;  // the Engine's, for checking --set targets
 };
 
 }  // namespace sdflow
