@@ -7,6 +7,7 @@ void register_builtin_nodes(NodeRegistry& registry) {
   register_latent_nodes(registry);
   register_conditioning_nodes(registry);
   register_model_nodes(registry);
+  register_sampling_nodes(registry);
 }
 
 const std::vector<std::string>& comfy_sampler_names() {

@@ -1,4 +1,4 @@
-// Nodes that need model families (checkpoints, text encoders, UNet, VAE, LoRA, samplers).
+// Nodes that need model families (checkpoints, text encoders, VAE, LoRA, patches).
 // Their schemas are exact (validation and UI-format conversion use them today); they are
 // marked not runnable until the model code lands, so a workflow using them is refused before
 // anything runs instead of failing halfway (docs/WORKFLOWS.md lists them).
@@ -115,38 +115,6 @@ void register_model_nodes(NodeRegistry& r) {
                      .input(refiner_text)
                      .socket("clip", "CLIP")
                      .output("CONDITIONING"));
-
-  // Sampling.
-  add_pending(r, SchemaBuilder("KSampler")
-                     .category("sampling")
-                     .socket("model", "MODEL")
-                     .input(seed_input("seed"))
-                     .input(int_input("steps", 20, 1, 10000))
-                     .input(float_input("cfg", 8.0, 0.0, 100.0, 0.1, 0.01))
-                     .input(combo_input("sampler_name", comfy_sampler_names()))
-                     .input(combo_input("scheduler", comfy_scheduler_names()))
-                     .socket("positive", "CONDITIONING")
-                     .socket("negative", "CONDITIONING")
-                     .socket("latent_image", "LATENT")
-                     .input(float_input("denoise", 1.0, 0.0, 1.0, 0.01))
-                     .output("LATENT"));
-  add_pending(r, SchemaBuilder("KSamplerAdvanced")
-                     .display("KSampler (Advanced)")
-                     .category("sampling")
-                     .socket("model", "MODEL")
-                     .input(combo_input("add_noise", {"enable", "disable"}))
-                     .input(seed_input("noise_seed"))
-                     .input(int_input("steps", 20, 1, 10000))
-                     .input(float_input("cfg", 8.0, 0.0, 100.0, 0.1, 0.01))
-                     .input(combo_input("sampler_name", comfy_sampler_names()))
-                     .input(combo_input("scheduler", comfy_scheduler_names()))
-                     .socket("positive", "CONDITIONING")
-                     .socket("negative", "CONDITIONING")
-                     .socket("latent_image", "LATENT")
-                     .input(int_input("start_at_step", 0, 0, 10000))
-                     .input(int_input("end_at_step", 10000, 0, 10000))
-                     .input(combo_input("return_with_leftover_noise", {"disable", "enable"}))
-                     .output("LATENT"));
 
   // VAE.
   add_pending(r, SchemaBuilder("VAEDecode")

@@ -32,6 +32,7 @@ class OutputRecorder {
     std::string filename;
     std::string subfolder;
     std::string type;       // "output" | "temp"
+    std::string kind = "image";  // "image" | "latent" (ComfyUI's ui.images / ui.latents)
   };
   void add(File f) {
     std::lock_guard<std::mutex> lock(mu_);

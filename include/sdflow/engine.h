@@ -88,7 +88,8 @@ struct OutputImage {
 };
 
 struct RunResult {
-  std::vector<OutputImage> images;
+  std::vector<OutputImage> images;   // PNGs written by SaveImage / PreviewImage
+  std::vector<OutputImage> latents;  // .latent files written by SaveLatent
   std::vector<NodeReport> nodes;
   double seconds = 0;
 };

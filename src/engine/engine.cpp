@@ -148,10 +148,13 @@ class Engine::Impl {
     ValidationOptions v;
     v.strict = strict;
     v.services = &services_;
+    // Model folders list model files; nodes reading the input folder (LoadImage, LoadLatent)
+    // check their own files in Node::validate, so strict mode has nothing to add for them.
     v.list_files = [this](const std::string& folder) -> std::vector<std::string> {
       if (ModelFolders::is_known_kind(folder)) return folders_.list(folder);
       return {};
     };
+    v.skip_list_check = [](const std::string& folder) { return !ModelFolders::is_known_kind(folder); };
     return v;
   }
 
@@ -209,7 +212,8 @@ class Engine::Impl {
     ctx.on_event = sink;
     ctx.prompt = &prompt;
     ctx.extra_pnginfo = extra.empty() ? nullptr : &extra;
-    ValidationOptions vopts = validation_options(false);
+    // A run checks files too, so a missing model or image fails before anything starts.
+    ValidationOptions vopts = validation_options(/*strict=*/true);
     ctx.validation = &vopts;
 
     const auto t0 = std::chrono::steady_clock::now();
@@ -220,7 +224,8 @@ class Engine::Impl {
       throw;
     }
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    for (auto& f : recorder_.take()) result.images.push_back({f.node_id, f.path, f.subfolder, f.type});
+    for (auto& f : recorder_.take())
+      (f.kind == "latent" ? result.latents : result.images).push_back({f.node_id, f.path, f.subfolder, f.type});
     if (options_.memory.disable_smart_memory) memory_.unload_all();
     return result;
   }

@@ -103,7 +103,7 @@ class Validator {
   void check_node(size_t i) {
     const WorkflowNode& n = wf_.nodes[i];
     const NodeSchema& schema = *registry_.find(n.class_type);
-    if (!schema.runnable)
+    if (!schema.runnable && options_.require_runnable)
       add("node_not_runnable", i, "",
           "node type " + n.class_type + " is known but cannot run in this build yet");
     if (!n.inputs.is_object()) {
@@ -246,7 +246,7 @@ class Validator {
           value);
       return false;
     }
-    if (options_.strict) {
+    if (options_.strict && !(options_.skip_list_check && options_.skip_list_check(spec.file_folder))) {
       if (!options_.list_files) {
         log::debug("strict validation without a file lister: not checking '{}' in '{}'", name,
                    spec.file_folder);

@@ -39,6 +39,9 @@ struct ValidationOptions {
   bool strict = false;
   // The file names available in a model/input folder ("checkpoints"), relative, '/'-separated.
   std::function<std::vector<std::string>(const std::string& folder)> list_files;
+  // Folders whose files the strict check leaves to the node's own validate() (ComfyUI skips its
+  // list check for inputs a VALIDATE_INPUTS consumes), e.g. the input folder of LoadImage.
+  std::function<bool(const std::string& folder)> skip_list_check;
   // Passed to Node::validate.
   const Services* services = nullptr;
   // ComfyUI's partial_execution_targets: when non-empty, only these output nodes are roots.
@@ -46,6 +49,9 @@ struct ValidationOptions {
   // The node object whose validate() to call; defaults to a fresh one from the registry. The
   // executor passes its long-lived instances here.
   std::function<const Node*(const WorkflowNode&)> node_for;
+  // Report schema-only classes (NodeSchema::runnable == false) as node_not_runnable. The
+  // executor sets it; `sdflow validate` checks the workflow itself and leaves it off.
+  bool require_runnable = false;
 };
 
 struct ValidationReport {
