@@ -18,6 +18,17 @@ endif()
 if(NOT TARGET sdflow_torch)
   add_library(sdflow_torch INTERFACE)
   # spdlog/fmt first: the PyTorch wheel ships fmt 11 headers that break Debian's spdlog (GPU.md).
+  # Linking first is not enough: include directories of a target's own come before those of its
+  # dependencies, so Debian's spdlog/fmt headers are put in front of torch's explicitly. Mixing
+  # the two fmt versions compiles but crashes at run time (ODR).
+  set(_sdflow_first_includes "")
+  foreach(_dep spdlog::spdlog fmt::fmt)
+    get_target_property(_inc ${_dep} INTERFACE_INCLUDE_DIRECTORIES)
+    if(_inc)
+      list(APPEND _sdflow_first_includes ${_inc})
+    endif()
+  endforeach()
+  target_include_directories(sdflow_torch SYSTEM BEFORE INTERFACE ${_sdflow_first_includes})
   target_link_libraries(sdflow_torch INTERFACE spdlog::spdlog fmt::fmt ${TORCH_LIBRARIES})
   target_include_directories(sdflow_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
   separate_arguments(_sdflow_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
