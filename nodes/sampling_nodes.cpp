@@ -41,7 +41,8 @@ CondInput to_cond_input(const CondEntry& e, const std::string& where) {
   if (auto it = e.options.find("area"); it != e.options.end()) {
     const auto* a = std::get_if<std::vector<int64_t>>(&it->second);
     if (a == nullptr || a->size() != 4)
-      throw Error(ErrorKind::kRuntime, where + "conditioning area must be (height, width, y, x) in latent cells");
+      throw Error(ErrorKind::kRuntime,
+                  where + "conditioning area must be (height, width, y, x) in latent cells");
     c.area = CondArea{(*a)[0], (*a)[1], (*a)[2], (*a)[3]};
   }
   c.strength = number_option(e, "strength", where);
@@ -59,7 +60,8 @@ CondInput to_cond_input(const CondEntry& e, const std::string& where) {
   c.target_height = number_option(e, "target_height", where);
   c.aesthetic_score = number_option(e, "aesthetic_score", where);
   for (const char* key : {"control", "gligen", "hooks", "default"})
-    if (e.options.count(key)) log::warn("{}conditioning option '{}' is not supported yet and is ignored", where, key);
+    if (e.options.count(key))
+      log::warn("{}conditioning option '{}' is not supported yet and is ignored", where, key);
   return c;
 }
 
@@ -103,8 +105,9 @@ Value common_ksampler(NodeContext& ctx, const NodeInputs& in, const KSamplerArgs
   if (latent_image.size(1) != channels && at::count_nonzero(latent_image).item<int64_t>() == 0)
     latent_image = repeat_channels(latent_image, channels);
 
-  at::Tensor noise = a.disable_noise ? at::zeros(latent_image.sizes(), latent_image.options().device(at::kCPU))
-                                     : sampling::prepare_noise(latent_image, a.seed, latent->batch_index);
+  at::Tensor noise = a.disable_noise
+                         ? at::zeros(latent_image.sizes(), latent_image.options().device(at::kCPU))
+                         : sampling::prepare_noise(latent_image, a.seed, latent->batch_index);
 
   MemoryManager* mm = ctx.services().find<MemoryManager>();
   const at::Device device = mm ? mm->compute_device() : at::Device(at::kCPU);
@@ -136,8 +139,8 @@ Value common_ksampler(NodeContext& ctx, const NodeInputs& in, const KSamplerArgs
     req.guider.unet.upcast_attention = o.upcast_attention;
     req.guider.free_memory = [mm] { return mm->stats().free; };
     // model_management.pytorch_attention_flash_attention(): PyTorch attention on NVIDIA.
-    req.guider.flash_attention_estimate = device.is_cuda() && o.attention != AttentionBackend::kSplit &&
-                                          o.attention != AttentionBackend::kQuad;
+    req.guider.flash_attention_estimate =
+        device.is_cuda() && o.attention != AttentionBackend::kSplit && o.attention != AttentionBackend::kQuad;
   }
 
   LatentValue out = *latent;

@@ -18,8 +18,12 @@ class CudaDevice final : public ComputeDevice {
  public:
   explicit CudaDevice(int index) : index_(static_cast<c10::DeviceIndex>(index)) {
     cudaDeviceProp prop{};
-    if (cudaGetDeviceProperties(&prop, index) == cudaSuccess) device_name_ = prop.name;
+    if (cudaGetDeviceProperties(&prop, index) == cudaSuccess) {
+      device_name_ = prop.name;
+      cc_major_ = prop.major;
+    }
   }
+  int compute_capability_major() const override { return cc_major_; }
   at::Device torch_device() const override { return at::Device(at::kCUDA, index_); }
   bool is_cuda() const override { return true; }
   std::string name() const override { return "cuda:" + std::to_string(index_) + " (" + device_name_ + ")"; }
@@ -62,6 +66,7 @@ class CudaDevice final : public ComputeDevice {
  private:
   c10::DeviceIndex index_;
   std::string device_name_ = "unknown";
+  int cc_major_ = 0;
 };
 
 }  // namespace

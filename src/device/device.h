@@ -19,6 +19,8 @@ class ComputeDevice {
   virtual at::Device torch_device() const = 0;
   virtual bool is_cuda() const = 0;
   virtual std::string name() const = 0;  // "cpu", "cuda:0 (NVIDIA H200)"
+  // CUDA compute capability major version (8 = Ampere, 9 = Hopper); 0 for the CPU.
+  virtual int compute_capability_major() const { return 0; }
   virtual MemoryStats stats() const = 0;
   virtual void reset_peak_stats() = 0;
   // Returns cached, unused blocks to the driver.

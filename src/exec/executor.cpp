@@ -106,6 +106,7 @@ void Executor::drop_instances_not_in(const Workflow& workflow) {
 ValidationOptions Executor::validation_options(const RunContext& context, const Services& services) {
   ValidationOptions opts = context.validation ? *context.validation : ValidationOptions{};
   opts.services = &services;
+  opts.require_runnable = true;
   opts.node_for = [this](const WorkflowNode& n) -> const Node* { return instance(n.id, n.class_type); };
   return opts;
 }

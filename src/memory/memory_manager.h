@@ -8,6 +8,7 @@
 #include <string>
 
 #include "device/device.h"
+#include "memory/precision.h"
 #include "memory/residency.h"
 #include "sdflow/memory.h"
 
@@ -41,6 +42,13 @@ class MemoryManager {
   // Where values between nodes live (CPU unless --gpu-only, like ComfyUI's intermediate_device).
   at::Device intermediate_device() const;
   Residency& residency() { return *residency_; }
+  DeviceCaps caps() const { return {device_->is_cuda(), device_->compute_capability_major()}; }
+  // Dtypes for each model part under the current flags and device (COMFY_COMPAT 1.7).
+  DtypeChoice unet_dtype(at::ScalarType checkpoint_dtype) const {
+    return choose_unet_dtype(options_, caps(), checkpoint_dtype);
+  }
+  DtypeChoice text_encoder_dtype() const { return choose_text_encoder_dtype(options_, caps()); }
+  DtypeChoice vae_dtype() const { return choose_vae_dtype(options_, caps()); }
 
   // The enforced budget in bytes (0 = none): set from --vram-budget at construction.
   int64_t budget_bytes() const { return budget_bytes_; }

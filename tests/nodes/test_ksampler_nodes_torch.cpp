@@ -11,6 +11,7 @@
 #include "models/loader/state_dict.h"
 #include "models/unet_test_util.h"
 #include "node_test_util.h"
+#include "nodes/input_files.h"
 #include "nodes/model_value.h"
 #include "sampling/noise.h"
 
@@ -21,7 +22,7 @@ using testing::inputs;
 using testing::prim;
 
 std::shared_ptr<const DiffusionModel> build_model(const std::string& family, const UNetConfig& config,
-                                                 std::map<std::string, at::Tensor> weights) {
+                                                  std::map<std::string, at::Tensor> weights) {
   auto store = build_unet_weight_store(StateDict::from_tensors(std::move(weights), "ksampler-test"), config,
                                        at::kFloat, at::kFloat);
   auto unet = std::make_shared<const UNetModel>(config, store, sdflow::testing::cpu_memory().residency());
@@ -30,7 +31,7 @@ std::shared_ptr<const DiffusionModel> build_model(const std::string& family, con
 
 std::shared_ptr<const DiffusionModel> tiny_sd15() {
   static auto m = build_model("sd15", UNetConfig::tiny_sd15(),
-                             make_random_unet_weights(UNetConfig::tiny_sd15(), 7, at::kFloat));
+                              make_random_unet_weights(UNetConfig::tiny_sd15(), 7, at::kFloat));
   return m;
 }
 
@@ -96,10 +97,13 @@ struct Runner {
   at::Tensor run(const std::string& cls, const NodeInputs& in) {
     std::unique_ptr<Node> node = h.registry().create(cls);
     if (!node) throw std::runtime_error("no runnable node " + cls);
-    NodeContext ctx("3", cls, cancel, h.services(), [this](const ProgressUpdate& p) {
-      progress.push_back(p);
-      if (on_progress) on_progress(p);
-    }, nullptr, nullptr);
+    NodeContext ctx(
+        "3", cls, cancel, h.services(),
+        [this](const ProgressUpdate& p) {
+          progress.push_back(p);
+          if (on_progress) on_progress(p);
+        },
+        nullptr, nullptr);
     ValueList out = node->run(ctx, in);
     last = out.at(0).as<LatentValue>();
     return last->samples;
@@ -120,13 +124,14 @@ TEST(KSamplerNode, SchemasAreRunnableAndInComfyUIOrder) {
   EXPECT_TRUE(k->runnable && a->runnable);
   std::vector<std::string> names;
   for (const InputSpec& i : k->inputs) names.push_back(i.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"model", "seed", "steps", "cfg", "sampler_name", "scheduler", "positive",
-                                             "negative", "latent_image", "denoise"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"model", "seed", "steps", "cfg", "sampler_name", "scheduler",
+                                             "positive", "negative", "latent_image", "denoise"}));
   names.clear();
   for (const InputSpec& i : a->inputs) names.push_back(i.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"model", "add_noise", "noise_seed", "steps", "cfg", "sampler_name",
-                                             "scheduler", "positive", "negative", "latent_image", "start_at_step",
-                                             "end_at_step", "return_with_leftover_noise"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"model", "add_noise", "noise_seed", "steps", "cfg", "sampler_name",
+                                      "scheduler", "positive", "negative", "latent_image", "start_at_step",
+                                      "end_at_step", "return_with_leftover_noise"}));
   EXPECT_EQ(a->display_name, "KSampler (Advanced)");
   ASSERT_EQ(k->outputs.size(), 1u);
   EXPECT_EQ(k->outputs[0].type, "LATENT");
@@ -174,7 +179,8 @@ TEST(KSamplerNode, DenoiseZeroReturnsTheInput) {
   Runner r;
   const at::Tensor in = random_latent({2, 4, 8, 8}, 3);
   const at::Tensor mask = at::ones({1, 8, 8});
-  const at::Tensor out = r.run("KSampler", ksampler_inputs(latent_value(in, mask, std::vector<int64_t>{4, 5}), 4, 0.0));
+  const at::Tensor out =
+      r.run("KSampler", ksampler_inputs(latent_value(in, mask, std::vector<int64_t>{4, 5}), 4, 0.0));
   EXPECT_TRUE(at::equal(out, in));
   EXPECT_TRUE(r.progress.empty());
   ASSERT_TRUE(r.last->noise_mask && r.last->batch_index);
@@ -187,7 +193,8 @@ TEST(KSamplerNode, KeepsNoiseMaskAndBatchIndexAndUsesThem) {
   at::Tensor mask = at::zeros({1, 8, 8});
   mask.narrow(1, 0, 4).fill_(1.0);
   Runner r;
-  const at::Tensor out = r.run("KSampler", ksampler_inputs(latent_value(in, mask, std::vector<int64_t>{1, 0}), 3));
+  const at::Tensor out =
+      r.run("KSampler", ksampler_inputs(latent_value(in, mask, std::vector<int64_t>{1, 0}), 3));
   ASSERT_TRUE(r.last->noise_mask && r.last->batch_index);
   EXPECT_EQ(*r.last->batch_index, (std::vector<int64_t>{1, 0}));
   // Where the mask is 0 the input latent is kept exactly (process_in then process_out).
@@ -196,8 +203,8 @@ TEST(KSamplerNode, KeepsNoiseMaskAndBatchIndexAndUsesThem) {
   EXPECT_GT((out.narrow(2, 0, 4) - in.narrow(2, 0, 4)).abs().max().item<double>(), 1e-2);
   // batch_index picks the noise per element: swapping it swaps the masked-in results.
   Runner swapped;
-  const at::Tensor out2 =
-      swapped.run("KSampler", ksampler_inputs(latent_value(in.flip({0}), mask, std::vector<int64_t>{0, 1}), 3));
+  const at::Tensor out2 = swapped.run(
+      "KSampler", ksampler_inputs(latent_value(in.flip({0}), mask, std::vector<int64_t>{0, 1}), 3));
   EXPECT_LT((out2.flip({0}) - out).abs().max().item<double>(), 1e-5);
 }
 
@@ -205,7 +212,8 @@ TEST(KSamplerNode, KeepsNoiseMaskAndBatchIndexAndUsesThem) {
 TEST(KSamplerAdvancedNode, MatchesRunSamplerWithItsStepRange) {
   const at::Tensor in = random_latent({1, 4, 8, 8}, 9);
   Runner r;
-  const at::Tensor out = r.run("KSamplerAdvanced", advanced_inputs(latent_value(in), "disable", 1, 3, "enable", 5));
+  const at::Tensor out =
+      r.run("KSamplerAdvanced", advanced_inputs(latent_value(in), "disable", 1, 3, "enable", 5));
   EXPECT_EQ(r.progress.size(), 2u);
 
   // The same run straight through sampling::run_sampler with a CFG denoiser.
@@ -237,7 +245,7 @@ TEST(KSamplerAdvancedNode, MatchesRunSamplerWithItsStepRange) {
   const at::Tensor expected = sampling::run_sampler(params, req);
   EXPECT_TRUE(at::equal(out, expected)) << (out - expected).abs().max().item<double>();
   EXPECT_EQ(guider->unet_calls(), 2);
-  for (int64_t b : guider->call_batch_sizes()) EXPECT_EQ(b, 2);  // [negative; positive]
+  for (const CfgGuider::Call& c : guider->calls()) EXPECT_EQ(c.sides, (std::vector<size_t>{1, 0}));
 }
 
 TEST(KSamplerAdvancedNode, TwoStagesWithLeftoverNoiseEqualOneRun) {
@@ -246,7 +254,8 @@ TEST(KSamplerAdvancedNode, TwoStagesWithLeftoverNoiseEqualOneRun) {
   const at::Tensor one = full.run("KSampler", ksampler_inputs(empty, 6));
   Runner a, b;
   const at::Tensor half = a.run("KSamplerAdvanced", advanced_inputs(empty, "enable", 0, 3, "enable", 6));
-  const at::Tensor two = b.run("KSamplerAdvanced", advanced_inputs(latent_value(half), "disable", 3, 10000, "disable", 6));
+  const at::Tensor two =
+      b.run("KSamplerAdvanced", advanced_inputs(latent_value(half), "disable", 3, 10000, "disable", 6));
   EXPECT_EQ(a.progress.size(), 3u);
   EXPECT_EQ(b.progress.size(), 3u);
   // Only the ÷scale, ×scale round trip between the stages differs.
@@ -258,7 +267,8 @@ TEST(KSamplerAdvancedNode, TwoStagesWithLeftoverNoiseEqualOneRun) {
 TEST(KSamplerAdvancedNode, StartAtOrPastTheLastStepReturnsTheInput) {
   const at::Tensor in = random_latent({1, 4, 8, 8}, 11);
   Runner r;
-  EXPECT_TRUE(at::equal(r.run("KSamplerAdvanced", advanced_inputs(latent_value(in), "enable", 4, 10000, "disable")), in));
+  EXPECT_TRUE(at::equal(
+      r.run("KSamplerAdvanced", advanced_inputs(latent_value(in), "enable", 4, 10000, "disable")), in));
   EXPECT_TRUE(r.progress.empty());
 }
 
@@ -279,14 +289,25 @@ TEST(KSamplerNode, RejectsSdxlCondsWithoutPooledOutput) {
 // With tests/data/cfg present: the node reproduces ComfyUI's KSampler bit for bit on the CPU.
 TEST(KSamplerNode, MatchesComfyUIGoldens) {
   const std::string dir = SDFLOW_SOURCE_DIR "/tests/data/";
-  if (!std::ifstream(dir + "cfg/cfg_goldens.safetensors") || !std::ifstream(dir + "unet/tiny_sd15.safetensors"))
+  if (!std::ifstream(dir + "cfg/cfg_goldens.safetensors") ||
+      !std::ifstream(dir + "unet/tiny_sd15.safetensors"))
     GTEST_SKIP() << "no tests/data/cfg";
+  // The goldens were made with the UNet goldens' weights: they must be the same files.
+  std::ifstream spec_file(dir + "cfg/cfg_goldens.json");
+  const nlohmann::json meta = nlohmann::json::parse(spec_file).at("meta");
+  ASSERT_EQ(sha256_file_hex(dir + "unet/tiny_sd15.safetensors"),
+            meta.at("tiny_sd15_sha256").get<std::string>())
+      << "tests/data/unet changed: rerun tools/goldens/make_cfg_goldens.py";
+  ASSERT_EQ(sha256_file_hex(dir + "unet/tiny_sdxl.safetensors"),
+            meta.at("tiny_sdxl_sha256").get<std::string>());
   const StateDict t = StateDict::open(dir + "cfg/cfg_goldens.safetensors");
-  auto sd15 = build_model("sd15", UNetConfig::tiny_sd15(), StateDict::open(dir + "unet/tiny_sd15.safetensors").tensors());
+  auto sd15 = build_model("sd15", UNetConfig::tiny_sd15(),
+                          StateDict::open(dir + "unet/tiny_sd15.safetensors").tensors());
   UNetConfig xlc = UNetConfig::tiny_sdxl();
   xlc.adm_in_channels = 16 + 6 * 256;
   auto xw = StateDict::open(dir + "unet/tiny_sdxl.safetensors").tensors();
-  xw["label_emb.0.0.weight"] = StateDict::open(dir + "cfg/sdxl_label_emb.safetensors").at("label_emb.0.0.weight");
+  xw["label_emb.0.0.weight"] =
+      StateDict::open(dir + "cfg/sdxl_label_emb.safetensors").at("label_emb.0.0.weight");
   auto sdxl = build_model("sdxl", xlc, std::move(xw));
 
   auto cond = [&](const char* name, std::map<std::string, CondOption> opts = {}) {
@@ -325,8 +346,9 @@ TEST(KSamplerNode, MatchesComfyUIGoldens) {
   // "combine_area": ConditioningCombine of a full cond and a strength-0.5 area cond.
   ConditioningValue both;
   both.entries.push_back({t.at("c1"), {}});
-  both.entries.push_back({t.at("c2"),
-                          {{"area", std::vector<int64_t>{20, 16, 6, 4}}, {"strength", 0.5}, {"set_area_to_bounds", false}}});
+  both.entries.push_back(
+      {t.at("c2"),
+       {{"area", std::vector<int64_t>{20, 16, 6, 4}}, {"strength", 0.5}, {"set_area_to_bounds", false}}});
   in.set("model", make_model(sd15));
   in.set("seed", prim(3));
   in.set("cfg", prim(7.0));

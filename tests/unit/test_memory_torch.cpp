@@ -67,3 +67,46 @@ TEST(MemoryManager, BudgetMustBePositive) {
 
 }  // namespace
 }  // namespace sdflow
+
+#include "memory/precision.h"
+
+namespace sdflow {
+namespace {
+
+TEST(Precision, DefaultsFollowComfyOnAmpereAndCpu) {
+  MemoryOptions o;
+  DeviceCaps ampere{true, 8}, cpu{};
+  auto unet = choose_unet_dtype(o, ampere, at::kFloat);
+  EXPECT_EQ(unet.storage, at::kHalf);
+  EXPECT_EQ(unet.compute, at::kHalf);
+  EXPECT_EQ(choose_unet_dtype(o, cpu, at::kHalf).compute, at::kFloat);
+  auto te = choose_text_encoder_dtype(o, ampere);
+  EXPECT_EQ(te.storage, at::kHalf);
+  EXPECT_EQ(te.compute, at::kFloat);
+  EXPECT_EQ(choose_vae_dtype(o, ampere).compute, at::kBFloat16);
+  EXPECT_EQ(choose_vae_dtype(o, DeviceCaps{true, 7}).compute, at::kFloat);
+  EXPECT_EQ(choose_vae_dtype(o, cpu).compute, at::kFloat);
+}
+
+TEST(Precision, FlagsOverride) {
+  DeviceCaps ampere{true, 8};
+  MemoryOptions o;
+  o.unet = Precision::kBf16;
+  EXPECT_EQ(choose_unet_dtype(o, ampere, at::kHalf).storage, at::kBFloat16);
+  o = {};
+  o.force_fp32 = true;
+  EXPECT_EQ(choose_unet_dtype(o, ampere, at::kHalf).compute, at::kFloat);
+  EXPECT_EQ(choose_vae_dtype(o, ampere).compute, at::kFloat);
+  o = {};
+  o.vae = Precision::kFp16;
+  EXPECT_EQ(choose_vae_dtype(o, ampere).compute, at::kHalf);
+  o = {};
+  o.cpu_vae = true;
+  EXPECT_EQ(choose_vae_dtype(o, ampere).compute, at::kFloat);
+  o = {};
+  o.text_encoder = Precision::kFp32;
+  EXPECT_EQ(choose_text_encoder_dtype(o, ampere).storage, at::kFloat);
+}
+
+}  // namespace
+}  // namespace sdflow
