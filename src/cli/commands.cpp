@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "models/loader/make_checkpoint.h"
 
 namespace sdflow::cli {
 
@@ -229,6 +230,20 @@ int command_info(const CommonOptions& common, const InfoArgs& args) {
   }
   if (args.list_tensors)
     for (const auto& t : d["tensors"]) std::cout << "  " << t["name"].get<std::string>() << " " << t["dtype"].get<std::string>() << " " << t["shape"].dump() << "\n";
+  return kExitOk;
+}
+
+int command_make_checkpoint(const CommonOptions& common, const MakeCheckpointArgs& args) {
+  CheckpointRecipe recipe;
+  recipe.arch = args.arch;
+  recipe.tiny = args.tiny;
+  recipe.seed = args.seed;
+  if (args.dtype == "fp16") recipe.dtype = at::kHalf;
+  else if (args.dtype == "fp32") recipe.dtype = at::kFloat;
+  else if (args.dtype == "bf16") recipe.dtype = at::kBFloat16;
+  else throw Error(ErrorKind::kUsage, "make-checkpoint: --dtype must be fp16, bf16 or fp32");
+  write_random_checkpoint(recipe, args.out);
+  std::cout << args.out << "\n";
   return kExitOk;
 }
 

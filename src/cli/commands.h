@@ -38,9 +38,18 @@ struct InfoArgs {
   bool list_tensors = false;
 };
 
+struct MakeCheckpointArgs {
+  std::string arch = "sd15";
+  bool tiny = false;
+  uint64_t seed = 0;
+  std::string dtype = "fp16";
+  std::string out;
+};
+
 int command_run(const CommonOptions& common, const RunArgs& args);
 int command_validate(const CommonOptions& common, const ValidateArgs& args);
 int command_nodes(const CommonOptions& common, const NodesArgs& args);
 int command_info(const CommonOptions& common, const InfoArgs& args);
+int command_make_checkpoint(const CommonOptions& common, const MakeCheckpointArgs& args);
 
 }  // namespace sdflow::cli

@@ -74,6 +74,16 @@ int main(int argc, char** argv) {
   info->add_flag("--json", info_args.json, "Print JSON.");
   info->add_flag("--tensors", info_args.list_tensors, "List every tensor.");
 
+  MakeCheckpointArgs make_args;
+  auto* make = app.add_subcommand(
+      "make-checkpoint", "Write a random-weight checkpoint in the real SD1.5/SDXL layout (for tests and benchmarks).");
+  make->fallthrough();
+  make->add_option("out", make_args.out, "Output .safetensors file.")->required();
+  make->add_option("--arch", make_args.arch, "sd15 or sdxl.")->check(CLI::IsMember({"sd15", "sdxl"}))->capture_default_str();
+  make->add_flag("--tiny", make_args.tiny, "Same structure with small widths and depths (CPU tests).");
+  make->add_option("--seed", make_args.seed, "Random seed.")->capture_default_str();
+  make->add_option("--dtype", make_args.dtype, "fp16, bf16 or fp32.")->capture_default_str();
+
   try {
     app.parse(argc, argv);
     finish_comfy_flags(app, common.engine.memory);
@@ -94,6 +104,7 @@ int main(int argc, char** argv) {
     if (*validate) return command_validate(common, validate_args);
     if (*nodes) return command_nodes(common, nodes_args);
     if (*info) return command_info(common, info_args);
+    if (*make) return command_make_checkpoint(common, make_args);
   } catch (const Error& e) {
     log::error("{}", e.what());
     return exit_code_for(e.kind());
