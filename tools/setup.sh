@@ -24,3 +24,17 @@ fi
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build --parallel "$(nproc)"
 echo "built: ./build/sdflow"
+
+# A tiny random-weight SD1.5 checkpoint, so the main job runs without downloading a model.
+mkdir -p models/checkpoints
+[ -f models/checkpoints/sd15-tiny.safetensors ] ||
+  ./build/sdflow make-checkpoint --arch sd15 --tiny --seed 1 models/checkpoints/sd15-tiny.safetensors
+# The CLIP tokenizer vocabulary cannot ship with sdflow: use ../shared's copy when present.
+if [ ! -f models/tokenizers/clip/vocab.json ]; then
+  if [ -f ../shared/data/clip-tokenizer/vocab.json ]; then
+    mkdir -p models/tokenizers
+    ln -sfn "$(cd ../shared/data/clip-tokenizer && pwd)" models/tokenizers/clip
+  else
+    echo "note: put CLIP's vocab.json and merges.txt into models/tokenizers/clip/ (see README)"
+  fi
+fi
