@@ -22,6 +22,9 @@ class CudaDevice final : public ComputeDevice {
       device_name_ = prop.name;
       cc_major_ = prop.major;
     }
+    // libtorch initialises the caching allocator lazily; its statistics calls throw "Invalid
+    // device argument" until the first allocation, so make one now.
+    at::empty({1}, at::TensorOptions().device(torch_device()));
   }
   int compute_capability_major() const override { return cc_major_; }
   at::Device torch_device() const override { return at::Device(at::kCUDA, index_); }
