@@ -1,3 +1,4 @@
+#include "models/common/block_store.h"
 #include "models/text_encoder/clip_text_layout.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -133,27 +134,8 @@ std::shared_ptr<WeightStore> build_clip_text_weight_store(const StateDict& weigh
                                                           const ClipTextConfig& config,
                                                           at::ScalarType storage, at::ScalarType compute,
                                                           const std::string& model_name) {
-  std::vector<std::pair<std::string, std::map<std::string, at::Tensor>>> blocks;
-  std::set<std::string> used;
-  for (const ClipTextParam& p : clip_text_params(config)) {
-    if (blocks.empty() || blocks.back().first != p.block)
-      blocks.emplace_back(p.block, std::map<std::string, at::Tensor>{});
-    if (!weights.has(p.key))
-      throw Error(ErrorKind::kModel, weights.label() + ": CLIP text weight '" + p.key +
-                                         "' is missing (config " + config.describe() + ")");
-    const at::Tensor& t = weights.at(p.key);
-    if (t.sizes().vec() != p.shape)
-      throw Error(ErrorKind::kModel, weights.label() + ": CLIP text weight '" + p.key + "' has shape " +
-                                         c10::str(t.sizes()) + ", expected " +
-                                         c10::str(at::IntArrayRef(p.shape)));
-    blocks.back().second.emplace(p.key, t);
-    used.insert(p.key);
-  }
-  for (const auto& [key, t] : weights.tensors())
-    if (!used.count(key)) log::debug("{}: CLIP text key '{}' ignored", weights.label(), key);
-  auto store = std::make_shared<WeightStore>(model_name, storage, compute);
-  for (auto& [name, tensors] : blocks) store->add_block(name, std::move(tensors));
-  return store;
+  BlockStoreSpec spec{model_name, "CLIP text", config.describe(), storage, compute, nullptr};
+  return build_block_store(weights, clip_text_params(config), spec);
 }
 
 namespace {

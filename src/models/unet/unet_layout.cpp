@@ -1,3 +1,4 @@
+#include "models/common/block_store.h"
 #include "models/unet/unet_layout.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -213,34 +214,8 @@ std::vector<UNetParam> unet_params(const UNetConfig& c) {
 
 std::shared_ptr<WeightStore> build_unet_weight_store(const StateDict& unet_weights, const UNetConfig& config,
                                                      at::ScalarType storage, at::ScalarType compute) {
-  const std::vector<UNetParam> params = unet_params(config);
-  std::vector<std::pair<std::string, std::map<std::string, at::Tensor>>> blocks;
-  std::set<std::string> used;
-  for (const UNetParam& param : params) {
-    if (blocks.empty() || blocks.back().first != param.block)
-      blocks.emplace_back(param.block, std::map<std::string, at::Tensor>{});
-    if (!unet_weights.has(param.key))
-      throw Error(ErrorKind::kModel, unet_weights.label() + ": UNet weight '" + param.key +
-                                         "' is missing (config " + config.describe() + ")");
-    const at::Tensor& t = unet_weights.at(param.key);
-    if (t.sizes().vec() != param.shape)
-      throw Error(ErrorKind::kModel, unet_weights.label() + ": UNet weight '" + param.key + "' has shape " +
-                                         c10::str(t.sizes()) + ", expected " +
-                                         c10::str(at::IntArrayRef(param.shape)));
-    blocks.back().second.emplace(param.key, t);
-    used.insert(param.key);
-  }
-  size_t unexpected = 0;
-  for (const auto& [key, t] : unet_weights.tensors()) {
-    if (used.count(key)) continue;
-    if (unexpected++ < 20) log::debug("{}: unexpected UNet key '{}' ignored", unet_weights.label(), key);
-  }
-  if (unexpected > 20)
-    log::debug("{}: {} unexpected UNet keys ignored in all", unet_weights.label(), unexpected);
-
-  auto store = std::make_shared<WeightStore>("unet", storage, compute);
-  for (auto& [name, tensors] : blocks) store->add_block(name, std::move(tensors));
-  return store;
+  BlockStoreSpec spec{"unet", "UNet", config.describe(), storage, compute, nullptr};
+  return build_block_store(unet_weights, unet_params(config), spec);
 }
 
 std::map<std::string, at::Tensor> make_random_unet_weights(const UNetConfig& config, uint64_t seed,

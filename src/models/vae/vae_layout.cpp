@@ -1,3 +1,4 @@
+#include "models/common/block_store.h"
 #include "models/vae/vae_layout.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -153,28 +154,12 @@ StateDict normalize_vae_keys(const StateDict& sd) {
 
 std::shared_ptr<WeightStore> build_vae_weight_store(const StateDict& vae_weights, const VaeConfig& config,
                                                     at::ScalarType storage, at::ScalarType compute) {
-  std::vector<std::pair<std::string, std::map<std::string, at::Tensor>>> blocks;
-  std::set<std::string> used;
-  for (const VaeParam& p : vae_params(config)) {
-    if (blocks.empty() || blocks.back().first != p.block)
-      blocks.emplace_back(p.block, std::map<std::string, at::Tensor>{});
-    if (!vae_weights.has(p.key))
-      throw Error(ErrorKind::kModel, vae_weights.label() + ": VAE weight '" + p.key +
-                                         "' is missing (config " + config.describe() + ")");
-    at::Tensor t = vae_weights.at(p.key);
-    if (t.dim() == 2 && is_attention_matrix(p.key)) t = t.reshape({t.size(0), t.size(1), 1, 1});
-    if (t.sizes().vec() != p.shape)
-      throw Error(ErrorKind::kModel, vae_weights.label() + ": VAE weight '" + p.key + "' has shape " +
-                                         c10::str(t.sizes()) + ", expected " +
-                                         c10::str(at::IntArrayRef(p.shape)));
-    blocks.back().second.emplace(p.key, t);
-    used.insert(p.key);
-  }
-  for (const auto& [key, t] : vae_weights.tensors())
-    if (!used.count(key)) log::debug("{}: VAE key '{}' ignored", vae_weights.label(), key);
-  auto store = std::make_shared<WeightStore>("vae", storage, compute);
-  for (auto& [name, tensors] : blocks) store->add_block(name, std::move(tensors));
-  return store;
+  BlockStoreSpec spec{"vae", "VAE", config.describe(), storage, compute,
+                      [](const std::string& key, at::Tensor t) {
+                        // Attention projections stored as Linear matrices load as 1×1 convs.
+                        return t.dim() == 2 && is_attention_matrix(key) ? t.reshape({t.size(0), t.size(1), 1, 1}) : t;
+                      }};
+  return build_block_store(vae_weights, vae_params(config), spec);
 }
 
 std::map<std::string, at::Tensor> make_random_vae_weights(const VaeConfig& config, uint64_t seed,
