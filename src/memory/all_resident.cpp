@@ -8,29 +8,19 @@ namespace sdflow {
 
 namespace {
 
+using TensorMap = std::map<std::string, at::Tensor>;
+using SharedTensors = std::shared_ptr<const TensorMap>;
+
 class AllResident final : public Residency {
  public:
   explicit AllResident(ComputeDevice& device) : device_(device) {}
+  using Residency::acquire;
 
-  BlockLease acquire(const WeightStore& store, const std::string& block_name) override {
+  BlockLease acquire(const WeightStore& store, const std::string& block_name, const WeightPatch* patch) override {
     std::lock_guard<std::mutex> lock(mu_);
-    auto& per_store = loaded_[store.id()];
-    auto it = per_store.blocks.find(block_name);
-    if (it == per_store.blocks.end()) {
-      const WeightBlock& block = store.block(block_name);
-      auto on_device = std::make_shared<std::map<std::string, at::Tensor>>();
-      const at::Device dev = device_.torch_device();
-      for (const auto& [key, host] : block.host) {
-        at::Tensor t = host;
-        if (at::isFloatingType(t.scalar_type()) && t.scalar_type() != store.compute_dtype())
-          t = t.to(store.compute_dtype());
-        if (t.device() != dev) t = t.to(dev, /*non_blocking=*/false, /*copy=*/false);
-        on_device->emplace(key, std::move(t));
-      }
-      per_store.bytes += block.bytes;
-      it = per_store.blocks.emplace(block_name, std::move(on_device)).first;
-    }
-    return BlockLease(it->second, block_name);
+    Loaded& per_store = loaded_[store.id()];
+    if (patch && patch->affects(store, block_name)) return BlockLease(patched(per_store, store, block_name, *patch), block_name);
+    return BlockLease(base(per_store, store, block_name), block_name);
   }
 
   void evict(const WeightStore& store) override {
@@ -55,9 +45,48 @@ class AllResident final : public Residency {
 
  private:
   struct Loaded {
-    std::map<std::string, std::shared_ptr<const std::map<std::string, at::Tensor>>> blocks;
+    std::map<std::string, SharedTensors> blocks;
     int64_t bytes = 0;
+    uint64_t patch_id = 0;
+    std::map<std::string, SharedTensors> patched;
   };
+
+  // Caller holds mu_.
+  SharedTensors base(Loaded& per_store, const WeightStore& store, const std::string& block_name) {
+    auto it = per_store.blocks.find(block_name);
+    if (it != per_store.blocks.end()) return it->second;
+    const WeightBlock& block = store.block(block_name);
+    auto on_device = std::make_shared<TensorMap>();
+    const at::Device dev = device_.torch_device();
+    for (const auto& [key, host] : block.host) {
+      at::Tensor t = host;
+      if (at::isFloatingType(t.scalar_type()) && t.scalar_type() != store.compute_dtype())
+        t = t.to(store.compute_dtype());
+      if (t.device() != dev) t = t.to(dev, /*non_blocking=*/false, /*copy=*/false);
+      on_device->emplace(key, std::move(t));
+    }
+    per_store.bytes += block.bytes;
+    return per_store.blocks.emplace(block_name, std::move(on_device)).first->second;
+  }
+
+  // A patched block is made from the unpatched device copy and kept for the latest patch id
+  // only: like ComfyUI, one patched version of a model is resident at a time (changing a
+  // strength costs a re-patch, not another copy of the model).
+  SharedTensors patched(Loaded& per_store, const WeightStore& store, const std::string& block_name,
+                        const WeightPatch& patch) {
+    if (per_store.patch_id != patch.id()) {
+      per_store.patched.clear();
+      per_store.patch_id = patch.id();
+    }
+    auto it = per_store.patched.find(block_name);
+    if (it != per_store.patched.end()) return it->second;
+    TensorMap tensors = *base(per_store, store, block_name);  // copies the handles, not the data
+    patch.apply(store, block_name, tensors);
+    auto shared = std::make_shared<const TensorMap>(std::move(tensors));
+    per_store.patched.emplace(block_name, shared);
+    return shared;
+  }
+
   ComputeDevice& device_;
   mutable std::mutex mu_;
   std::map<uint64_t, Loaded> loaded_;

@@ -28,9 +28,10 @@ inline MemoryManager& cpu_memory() {
 class RecordingResidency final : public Residency {
  public:
   explicit RecordingResidency(Residency& inner) : inner_(inner) {}
-  BlockLease acquire(const WeightStore& store, const std::string& block) override {
+  using Residency::acquire;
+  BlockLease acquire(const WeightStore& store, const std::string& block, const WeightPatch* patch) override {
     acquired.push_back(block);
-    return inner_.acquire(store, block);
+    return inner_.acquire(store, block, patch);
   }
   void evict(const WeightStore& store) override { inner_.evict(store); }
   void evict_all() override { inner_.evict_all(); }
@@ -48,10 +49,12 @@ class RecordingResidency final : public Residency {
 class CopyingResidency final : public Residency {
  public:
   explicit CopyingResidency(at::Device device) : device_(device) {}
-  BlockLease acquire(const WeightStore& store, const std::string& block) override {
+  using Residency::acquire;
+  BlockLease acquire(const WeightStore& store, const std::string& block, const WeightPatch* patch) override {
     auto tensors = std::make_shared<std::map<std::string, at::Tensor>>();
     for (const auto& [key, t] : store.block(block).host)
       tensors->emplace(key, t.to(device_, store.compute_dtype()));
+    if (patch && patch->affects(store, block)) patch->apply(store, block, *tensors);
     return BlockLease(tensors, block);
   }
   void evict(const WeightStore&) override {}
