@@ -27,6 +27,15 @@ VramState resolve_vram_state(const MemoryOptions& o, bool have_gpu) {
   }
 }
 
+bool text_encoder_on_gpu(const MemoryOptions& o, VramState state, const DeviceCaps& caps) {
+  if (!caps.is_gpu) return false;
+  if (o.vram == VramMode::kGpuOnly) return true;
+  if (state != VramState::kHighVram && state != VramState::kNormalVram) return false;
+  if (o.force_fp16) return true;
+  if (o.force_fp32) return false;
+  return caps.supports_fp16();
+}
+
 int64_t extra_reserved_vram(const MemoryOptions& o) {
   constexpr int64_t kGiB = int64_t{1} << 30;
   if (o.reserve_vram_gb) return static_cast<int64_t>(*o.reserve_vram_gb * static_cast<double>(kGiB));
@@ -73,11 +82,28 @@ at::Device MemoryManager::intermediate_device() const {
   return options_.vram == VramMode::kGpuOnly ? device_->torch_device() : at::Device(at::kCPU);
 }
 
+at::Device MemoryManager::text_encoder_device() const {
+  return text_encoder_on_gpu(options_, state_, caps()) ? compute_device() : at::Device(at::kCPU);
+}
+
+Residency& MemoryManager::host_residency() {
+  if (!host_residency_) {
+    host_device_ = make_cpu_device();
+    host_residency_ = make_all_resident(*host_device_);
+  }
+  return *host_residency_;
+}
+
+Residency& MemoryManager::text_encoder_residency() {
+  return text_encoder_device() == compute_device() ? residency() : host_residency();
+}
+
 void MemoryManager::begin_node() { device_->reset_peak_stats(); }
 
 MemoryStats MemoryManager::end_node() { return device_->stats(); }
 
 void MemoryManager::unload_all() {
+  if (host_residency_) host_residency_->evict_all();
   residency_->evict_all();
   device_->empty_cache();
 }

@@ -21,6 +21,11 @@ const char* to_string(VramState state);
 // ComfyUI's state resolution (COMFY_COMPAT 1.6): flags first; --cpu or no GPU → disabled.
 VramState resolve_vram_state(const MemoryOptions& options, bool have_gpu);
 
+// ComfyUI's text_encoder_device(): the GPU under --gpu-only, or under high/normal VRAM when
+// fp16 is usable there (should_use_fp16: not with --force-fp32 unless --force-fp16); else the
+// CPU. This decides fp32 parity too: ComfyUI's --force-fp32 encodes prompts on the CPU.
+bool text_encoder_on_gpu(const MemoryOptions& options, VramState state, const DeviceCaps& caps);
+
 // Bytes ComfyUI keeps free besides the weights: --reserve-vram, else 400 MiB (Linux).
 int64_t extra_reserved_vram(const MemoryOptions& options);
 
@@ -48,6 +53,12 @@ class MemoryManager {
     return choose_unet_dtype(options_, caps(), checkpoint_dtype);
   }
   DtypeChoice text_encoder_dtype() const { return choose_text_encoder_dtype(options_, caps()); }
+  // Where text encoders run, and the residency that puts their weights there.
+  at::Device text_encoder_device() const;
+  Residency& text_encoder_residency();
+  // An everything-resident policy on the host, for models placed on the CPU while the compute
+  // device is a GPU (text encoders by ComfyUI's rule above).
+  Residency& host_residency();
   DtypeChoice vae_dtype() const { return choose_vae_dtype(options_, caps()); }
 
   // The enforced budget in bytes (0 = none): set from --vram-budget at construction.
@@ -68,6 +79,8 @@ class MemoryManager {
   MemoryOptions options_;
   std::unique_ptr<ComputeDevice> device_;
   std::unique_ptr<Residency> residency_;
+  std::unique_ptr<ComputeDevice> host_device_;
+  std::unique_ptr<Residency> host_residency_;
   VramState state_ = VramState::kDisabled;
   int64_t budget_bytes_ = 0;
 };

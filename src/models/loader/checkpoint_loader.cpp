@@ -153,9 +153,10 @@ std::shared_ptr<const ClipTextModel> build_clip(const StateDict& hf, ClipSlot sl
   const ClipTextConfig config =
       naming_file(hf, name, [&] { return clip_config(hf, slot, random_test_weights); });
   const DtypeChoice dt = memory.text_encoder_dtype();
-  auto store = evict_on_release(build_clip_text_weight_store(hf, config, dt.storage, dt.compute, name),
-                                memory.residency());
-  return std::make_shared<const ClipTextModel>(config, std::move(store), memory.residency());
+  // ComfyUI's text_encoder_device(): the CPU under --lowvram/--novram/--force-fp32.
+  Residency& residency = memory.text_encoder_residency();
+  auto store = evict_on_release(build_clip_text_weight_store(hf, config, dt.storage, dt.compute, name), residency);
+  return std::make_shared<const ClipTextModel>(config, std::move(store), residency);
 }
 
 // Keys under `prefix` only (ComfyUI's prefix replacements drop the rest).
