@@ -646,6 +646,8 @@ def main():
     ap.add_argument("--cases", default="core", choices=["quick", "core", "all"])
     ap.add_argument("--only", help="regular expression on case names (re.search)")
     ap.add_argument("--shard", help="K/N: run the K-th (1-based) of N interleaved slices of the case list")
+    ap.add_argument("--skip-passed", nargs="+", metavar="RESULTS_JSON",
+                    help="leave out cases that these earlier results.json files report as PASS")
     ap.add_argument("--list", action="store_true", help="print the cases and exit")
     ap.add_argument("--budget", type=float, default=float(os.environ.get("PARITY_BUDGET", 540)),
                     help="seconds for the whole script from its start (default 540 or $PARITY_BUDGET)")
@@ -682,6 +684,12 @@ def main():
     cases = all_cases(args.cases)
     if args.only:
         cases = [c for c in cases if re.search(args.only, c.name)]
+    if args.skip_passed:  # a grid spread over several device calls: drop what earlier runs passed
+        passed = set()
+        for path in args.skip_passed:
+            with open(path) as f:
+                passed |= {r["name"] for r in json.load(f)["results"] if r["status"] == "PASS"}
+        cases = [c for c in cases if c.name not in passed]
     if args.shard:
         k, n = (int(x) for x in args.shard.split("/"))
         cases = [c for i, c in enumerate(cases) if i % n == k - 1]
