@@ -375,11 +375,28 @@ class RealNodes:
         import comfy.utils
         folder_paths.add_model_folder_path("checkpoints", os.path.join(models_dir, "checkpoints"), is_default=True)
         folder_paths.add_model_folder_path("embeddings", os.path.join(models_dir, "embeddings"), is_default=True)
+        folder_paths.add_model_folder_path("loras", os.path.join(models_dir, "loras"), is_default=True)
         folder_paths.set_input_directory(input_dir)
         comfy.utils.PROGRESS_BAR_ENABLED = False  # console progress bars only
         self.nodes = nodes
+        self.extras = {}
+
+    def extra_node(self, cls):
+        """Nodes of comfy_extras (v3 schema classes: execute() is a classmethod returning a
+        NodeOutput), imported on first use."""
+        if not self.extras:
+            import importlib
+            for mod in ("comfy_extras.nodes_freelunch",):
+                m = importlib.import_module(mod)
+                for k, v in vars(m).items():
+                    if isinstance(v, type) and hasattr(v, "execute"):
+                        self.extras.setdefault(k, v)
+        return self.extras[cls]
 
     def run(self, cls, a):
+        if cls not in self.nodes.NODE_CLASS_MAPPINGS:
+            out = self.extra_node(cls).execute(**a)
+            return tuple(out.result) if hasattr(out, "result") else out
         klass = self.nodes.NODE_CLASS_MAPPINGS[cls]
         obj = klass()
         return getattr(obj, klass.FUNCTION)(**a)
