@@ -20,10 +20,10 @@ TEST(MakeCheckpoint, TinySd15PartsAreDetectedBackFromTheirKeys) {
   const CheckpointConfigs c = checkpoint_configs(r);
   StateDict sd = as_state_dict(make_random_checkpoint(r));
   EXPECT_TRUE(UNetConfig::detect(sd.with_prefix("model.diffusion_model.")).same_architecture(c.unet));
-  EXPECT_TRUE(ClipTextConfig::detect(sd.with_prefix("cond_stage_model.transformer.")).same_architecture(c.clip_l));
+  EXPECT_TRUE(ClipTextConfig::detect(sd.with_prefix("cond_stage_model.transformer.")).same_architecture(*c.clip_l));
   EXPECT_TRUE(VaeConfig::detect(sd.with_prefix("first_stage_model.")).same_architecture(c.vae));
   EXPECT_EQ(c.vae.downscale(), 8);
-  EXPECT_EQ(c.unet.context_dim, c.clip_l.width);
+  EXPECT_EQ(c.unet.context_dim, c.clip_l->width);
 }
 
 TEST(MakeCheckpoint, TinySdxlUsesOpenClipLayoutForClipG) {
