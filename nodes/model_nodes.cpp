@@ -1,4 +1,4 @@
-// Nodes that need model families sdflow cannot run yet (other loaders, LoRA, patches).
+// Nodes that need model code sdflow does not have yet (LoRA).
 // Their schemas are exact (validation and UI-format conversion use them today); they are
 // marked not runnable until the model code lands, so a workflow using them is refused before
 // anything runs instead of failing halfway (docs/WORKFLOWS.md lists them).
