@@ -19,6 +19,7 @@
 #include "models/text_encoder/clip_text.h"
 #include "models/unet/unet_config.h"
 #include "models/vae/autoencoder_kl.h"
+#include "sdflow/memory.h"
 
 namespace sdflow {
 
@@ -92,5 +93,24 @@ LoadedCheckpoint load_checkpoint(const StateDict& checkpoint, MemoryManager& mem
 // `first_stage_model.` keys are accepted too). Throws Error(kModel) for anything else.
 VaeModel load_vae(const StateDict& vae_file, MemoryManager& memory,
                   const LatentFormat& latent_format = LatentFormat::sd15());
+
+// UNETLoader's files (models/diffusion_models, models/unet): a UNet alone, with the
+// `model.diffusion_model.` prefix or without one (ComfyUI's load_diffusion_model_state_dict; a
+// whole checkpoint works too, its other parts are ignored). The family is detected as for
+// checkpoints; SDXL's prediction marker keys count only in unprefixed files, as in ComfyUI.
+struct DiffusionModelOptions {
+  // UNETLoader's weight_dtype: storage dtype instead of the flags' (fp8 needs libtorch ≥ 2.1).
+  Precision weight_dtype = Precision::kDefault;
+};
+
+struct LoadedDiffusionModel {
+  CheckpointLayout layout;  // unet_prefix "", has_clip / has_vae false
+  std::shared_ptr<const DiffusionModel> model;
+};
+
+// Throws Error(kModel) naming the file for undetectable files (diffusers-layout UNets included)
+// and for weights that do not fit the detected architecture (naming the key).
+LoadedDiffusionModel load_diffusion_model(const StateDict& file, MemoryManager& memory,
+                                          const DiffusionModelOptions& options = {});
 
 }  // namespace sdflow
