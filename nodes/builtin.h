@@ -16,6 +16,7 @@ void register_patch_nodes(NodeRegistry& registry);   // FreeU, FreeU_V2
 void register_text_nodes(NodeRegistry& registry);    // CLIPTextEncode (SDXL, refiner), CLIPSetLastLayer
 void register_vae_nodes(NodeRegistry& registry);     // VAEDecode/Encode (tiled, inpaint)
 void register_sampling_nodes(NodeRegistry& registry);  // KSampler, KSamplerAdvanced
+void register_memory_nodes(NodeRegistry& registry);    // ModelBlockSwap
 
 // ComfyUI's KSampler.SAMPLERS and KSampler.SCHEDULERS, in ComfyUI's order.
 const std::vector<std::string>& comfy_sampler_names();

@@ -78,6 +78,12 @@ struct NodeReport {
   int64_t peak_vram_allocated = 0;
   int64_t peak_vram_reserved = 0;
   int64_t peak_host_rss = 0;
+  // Weights moved host→device during the node: blocks loaded to stay, blocks streamed (each
+  // use counts), and the models (weight stores, "unet (file.safetensors)") loaded and unloaded.
+  int64_t bytes_loaded = 0;
+  int64_t bytes_streamed = 0;
+  std::vector<std::string> models_loaded;
+  std::vector<std::string> models_evicted;
 };
 
 struct OutputImage {

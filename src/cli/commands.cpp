@@ -109,7 +109,11 @@ void write_report(const std::string& path, const RunResult* result, const std::s
                        {"seconds", n.seconds},
                        {"peak_vram_allocated", n.peak_vram_allocated},
                        {"peak_vram_reserved", n.peak_vram_reserved},
-                       {"peak_host_rss", n.peak_host_rss}});
+                       {"peak_host_rss", n.peak_host_rss},
+                       {"bytes_loaded", n.bytes_loaded},
+                       {"bytes_streamed", n.bytes_streamed},
+                       {"models_loaded", n.models_loaded},
+                       {"models_evicted", n.models_evicted}});
   }
   MemoryStats m = engine.memory_stats();
   nlohmann::json report = {{"ok", error.empty()},

@@ -16,6 +16,8 @@
 
 namespace sdflow {
 
+std::unique_ptr<CopyStream> make_cuda_copy_stream(int index, bool own_stream);  // cuda_copy_stream.cpp
+
 namespace {
 
 namespace alloc = c10::cuda::CUDACachingAllocator;
@@ -97,6 +99,9 @@ class CudaDevice final : public ComputeDevice {
     double fraction = std::min(1.0, static_cast<double>(bytes) / static_cast<double>(total_b));
     alloc::setMemoryFraction(fraction, index_);
     return true;
+  }
+  std::unique_ptr<CopyStream> make_copy_stream(bool own_stream) override {
+    return make_cuda_copy_stream(index_, own_stream);
   }
 
  private:

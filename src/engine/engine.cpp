@@ -190,6 +190,11 @@ class Engine::Impl {
           r.peak_vram_allocated = memory_.device().is_cuda() ? s.peak_allocated : 0;
           r.peak_vram_reserved = memory_.device().is_cuda() ? s.peak_reserved : 0;
           r.peak_host_rss = host_memory().peak_rss;
+          MemoryActivity a = memory_.take_activity();
+          r.bytes_loaded = a.bytes_loaded;
+          r.bytes_streamed = a.bytes_streamed;
+          r.models_loaded = std::move(a.models_loaded);
+          r.models_evicted = std::move(a.models_evicted);
         }
         result.nodes.push_back(r);
       }

@@ -66,15 +66,21 @@ MemoryManager::MemoryManager(const MemoryOptions& options, std::unique_ptr<Compu
 MemoryManager::~MemoryManager() = default;
 
 void MemoryManager::init() {
-  state_ = resolve_vram_state(options_, device_->is_cuda());
-  // Only the everything-resident policy exists yet; lowvram/novram streaming plugs in here.
-  residency_ = make_all_resident(*device_);
+  state_ = resolve_vram_state(options_, device_->has_own_memory());
   if (options_.vram_budget_gb) {
     if (*options_.vram_budget_gb <= 0) throw Error(ErrorKind::kUsage, "--vram-budget must be > 0");
     budget_bytes_ = static_cast<int64_t>(*options_.vram_budget_gb * static_cast<double>(int64_t{1} << 30));
     if (!device_->set_memory_limit(budget_bytes_))
       log::warn("--vram-budget {} GB cannot be enforced on {}", *options_.vram_budget_gb, device_->name());
   }
+  ResidencySettings rs;
+  rs.state = state_;
+  rs.extra_reserved = extra_reserved_vram(options_);
+  rs.budget_bytes = device_->has_own_memory() ? budget_bytes_ : 0;
+  rs.smart_memory = !options_.disable_smart_memory;
+  rs.pin_memory = !options_.disable_pinned_memory;
+  rs.async_copies = !options_.disable_async_offload && options_.async_offload.value_or(2) > 0;
+  residency_ = std::make_unique<ModelResidency>(*device_, rs);
   log::debug("memory: device {}, vram state {}", device_->name(), to_string(state_));
 }
 
@@ -98,9 +104,20 @@ Residency& MemoryManager::text_encoder_residency() {
   return text_encoder_device() == compute_device() ? residency() : host_residency();
 }
 
-void MemoryManager::begin_node() { device_->reset_peak_stats(); }
+void MemoryManager::begin_node() {
+  device_->reset_peak_stats();
+  residency_->take_activity();
+}
 
-MemoryStats MemoryManager::end_node() { return device_->stats(); }
+MemoryStats MemoryManager::end_node() {
+  // A block prefetched for a step that will not come would hold its buffer until the next node.
+  residency_->drop_prefetched();
+  return device_->stats();
+}
+
+void MemoryManager::set_streamed_blocks(const WeightStore& store, std::vector<std::string> blocks) {
+  residency_->set_streamed(store, std::move(blocks));
+}
 
 void MemoryManager::unload_all() {
   if (host_residency_) host_residency_->evict_all();

@@ -8,15 +8,13 @@
 #include <string>
 
 #include "device/device.h"
+#include "memory/model_residency.h"
 #include "memory/precision.h"
 #include "memory/residency.h"
+#include "memory/vram_state.h"
 #include "sdflow/memory.h"
 
 namespace sdflow {
-
-// ComfyUI's VRAMState (model_management.py), same meaning.
-enum class VramState { kDisabled, kNoVram, kLowVram, kNormalVram, kHighVram };
-const char* to_string(VramState state);
 
 // ComfyUI's state resolution (COMFY_COMPAT 1.6): flags first; --cpu or no GPU → disabled.
 VramState resolve_vram_state(const MemoryOptions& options, bool have_gpu);
@@ -47,6 +45,7 @@ class MemoryManager {
   // Where values between nodes live (CPU unless --gpu-only, like ComfyUI's intermediate_device).
   at::Device intermediate_device() const;
   Residency& residency() { return *residency_; }
+  ModelResidency& model_residency() { return *residency_; }
   DeviceCaps caps() const { return {device_->is_cuda(), device_->compute_capability_major()}; }
   // Dtypes for each model part under the current flags and device (COMFY_COMPAT 1.7).
   DtypeChoice unet_dtype(at::ScalarType checkpoint_dtype) const {
@@ -73,12 +72,33 @@ class MemoryManager {
   // --disable-smart-memory after a run).
   void unload_all();
 
+  // --- Models on the device (model_residency.h) -------------------------------------------
+  // ComfyUI's load_models_gpu for one model: unloads others (LRU) to make room, then keeps the
+  // largest blocks that fit resident and streams the rest. Sampling calls it with the
+  // activation estimate; a model first used without it is loaded with no estimate.
+  void load_model(const ModelLoad& request) { residency_->load(request); }
+  // Streams `blocks` of `store` from now on, whatever the room (block swap from outside a
+  // MODEL value; the store is re-planned with its latest figures). Empty: none forced.
+  void set_streamed_blocks(const WeightStore& store, std::vector<std::string> blocks);
+  // ComfyUI's free_memory: unloads least recently used models until more than `bytes` are
+  // free (every model but `keep` with --disable-smart-memory).
+  void free_memory(int64_t bytes, const WeightStore* keep = nullptr) { residency_->free_memory(bytes, keep); }
+  // Unloads every model not in `keep` (models idle in this node).
+  void unload_idle_models(const std::vector<const WeightStore*>& keep = {}) { residency_->unload_except(keep); }
+  // Free device memory as ComfyUI counts it, capped by --vram-budget.
+  int64_t free_vram() const { return residency_->free_vram(); }
+  std::optional<BlockPlan> plan_of(const WeightStore& store) const { return residency_->plan(store); }
+  std::vector<LoadedModelInfo> loaded_models() const { return residency_->loaded_models(); }
+  // What moved host→device and which models came and went since the last call (begin_node
+  // clears it; --report reads it after each node).
+  MemoryActivity take_activity() { return residency_->take_activity(); }
+
  private:
   void init();
 
   MemoryOptions options_;
   std::unique_ptr<ComputeDevice> device_;
-  std::unique_ptr<Residency> residency_;
+  std::unique_ptr<ModelResidency> residency_;
   std::unique_ptr<ComputeDevice> host_device_;
   std::unique_ptr<Residency> host_residency_;
   VramState state_ = VramState::kDisabled;

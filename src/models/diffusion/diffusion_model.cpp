@@ -1,5 +1,6 @@
 #include "models/diffusion/diffusion_model.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "core/error.h"
@@ -68,6 +69,16 @@ DiffusionModel DiffusionModel::with_patch(ModelPatch patch) const {
   DiffusionModel copy = *this;
   copy.patches_.push_back(std::move(patch));
   return copy;
+}
+
+std::vector<std::string> DiffusionModel::streamed_blocks() const {
+  std::optional<int64_t> n;
+  for (const ModelPatch& p : patches_)
+    if (p.blocks_to_swap) n = p.blocks_to_swap;
+  if (!n || *n <= 0) return {};
+  const std::vector<std::string> all = unet_->swappable_blocks();
+  const auto count = static_cast<size_t>(std::min<int64_t>(*n, static_cast<int64_t>(all.size())));
+  return {all.end() - static_cast<std::ptrdiff_t>(count), all.end()};
 }
 
 at::Tensor DiffusionModel::apply_model(const at::Tensor& x, const at::Tensor& sigma, const ModelConds& conds,

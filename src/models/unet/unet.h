@@ -57,6 +57,9 @@ class UNetModel {
   const UNetConfig& config() const { return config_; }
   const WeightStore& weights() const { return *weights_; }
   const UNetPlan& plan() const { return plan_; }
+  // What block swap may stream, in execution order: input_blocks.*, middle_block,
+  // output_blocks.* (time_embed, label_emb and out are small and always stay).
+  std::vector<std::string> swappable_blocks() const;
 
  private:
   UNetConfig config_;
