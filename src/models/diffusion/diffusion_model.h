@@ -63,11 +63,21 @@ struct DiffusionModelConfig {
                                          const PredictionInfo& prediction = {});
 };
 
+// The attention kernel a patch puts in place of the flags' choice (ComfyUI's
+// transformer_options["optimized_attention_override"], which KJNodes' PathchSageAttentionKJ sets).
+struct AttentionOverride {
+  AttentionBackend backend = AttentionBackend::kDefault;
+  ops::SageOptions sage;  // when backend is kSage
+};
+
 // One entry of ComfyUI's model_options patches. Only the parts the UNet runs are data here;
 // a patch may fill any of them.
 struct ModelPatch {
   std::string name;               // the node that added it ("FreeU"), for logs and errors
   OutputBlockPatch output_block;  // transformer_options["patches"]["output_block_patch"]
+  // Replaces the UNet's attention kernel for this model; the last patch that sets one wins,
+  // as a later override replaces an earlier one in ComfyUI.
+  std::optional<AttentionOverride> attention;
 };
 
 // What the UNet receives besides x and t, per cond, after ComfyUI's encode_model_conds
