@@ -15,6 +15,7 @@ void register_loader_nodes(NodeRegistry& registry);  // CheckpointLoaderSimple, 
 void register_text_nodes(NodeRegistry& registry);    // CLIPTextEncode (SDXL, refiner), CLIPSetLastLayer
 void register_vae_nodes(NodeRegistry& registry);     // VAEDecode/Encode (tiled, inpaint)
 void register_sampling_nodes(NodeRegistry& registry);  // KSampler, KSamplerAdvanced
+void register_attention_nodes(NodeRegistry& registry);  // PatchModelAttention, PathchSageAttentionKJ
 
 // ComfyUI's KSampler.SAMPLERS and KSampler.SCHEDULERS, in ComfyUI's order.
 const std::vector<std::string>& comfy_sampler_names();
