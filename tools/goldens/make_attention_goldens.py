@@ -73,13 +73,20 @@ def import_comfy(comfy_dir):
         import comfy.ldm.modules.attention as attn
     finally:
         sys.argv = saved
-    # sub-quad passes torch.empty(1, 1, 1) to baddbmm with beta=0, which is meant to ignore it;
-    # torch 1.13's small-matrix CPU path computes 0 * input, so garbage NaNs in that empty
-    # tensor leak into the result now and then. Zeros keep the meaning and make runs repeatable.
+    # sub-quad calls baddbmm(torch.empty(1, 1, 1), q, k, beta=0), meaning "ignore the input";
+    # torch 1.13's small-matrix CPU kernel then reads its own uninitialised result buffer and
+    # NaNs appear now and then. beta=1 on zeros is the same sum without that read.
     import types as _types
     import comfy.ldm.modules.sub_quadratic_attention as sq
+    real_baddbmm = torch.baddbmm
+
+    def baddbmm(inp, b1, b2, *, beta=1, alpha=1):
+        if beta == 0:
+            return real_baddbmm(torch.zeros_like(inp), b1, b2, beta=1, alpha=alpha)
+        return real_baddbmm(inp, b1, b2, beta=beta, alpha=alpha)
+
     sq.torch = _types.SimpleNamespace(**{n: getattr(torch, n) for n in dir(torch) if not n.startswith("__")})
-    sq.torch.empty = torch.zeros
+    sq.torch.baddbmm = baddbmm
     version = "unknown"
     try:
         import comfyui_version
@@ -167,6 +174,7 @@ def main():
             with torch.no_grad():
                 out = fn(q, k, v, c["heads"], mask=mask, attn_precision=prec)
             assert out.dtype == dtype, (fn_name, out.dtype)
+            assert torch.isfinite(out).all(), (c["name"], fn_name)
             tensors[f"{c['name']}.{fn_name}"] = out.float().contiguous()
             if fn_name == "split":
                 record["split_slice"] = rec.split_slices[0]

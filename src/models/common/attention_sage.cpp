@@ -17,8 +17,10 @@
 // over 128 and, unless SageOptions::fp32_falls_back is off (KJNodes' cast to fp16), fp32 tensors.
 // Unlike sageattn, which swallows attn_mask, a mask is applied.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
+#include "core/log.h"
 #include "core/torch_compat.h"
 #include "models/common/attention.h"
 #include "models/common/attention_heads.h"
@@ -61,11 +63,18 @@ at::Tensor int8_scores(const at::Tensor& qi, const at::Tensor& ki) {
     const int64_t pd = (8 - D % 8) % 8, pn = (8 - Nk % 8) % 8;
     const at::Tensor qp = pd ? at::constant_pad_nd(qi, {0, pd}) : qi;
     const at::Tensor kp = (pd || pn) ? at::constant_pad_nd(ki, {0, pd, 0, pn}) : ki;
-    if (compat::int_mm_supports(qp[0], kp[0].t())) {
-      at::Tensor out = at::empty({qi.size(0), qi.size(1), Nk}, qi.options().dtype(at::kFloat));
-      for (int64_t h = 0; h < qi.size(0); ++h)  // row-major Q̂ × column-major K̂ᵀ: cuBLASLt's int8 layout
-        out[h].copy_(compat::int_mm(qp[h], kp[h].t()).narrow(1, 0, Nk));
-      return out;
+    static std::atomic<bool> int_mm_failed{false};
+    if (!int_mm_failed && compat::int_mm_supports(qp[0], kp[0].t())) {
+      try {
+        at::Tensor out = at::empty({qi.size(0), qi.size(1), Nk}, qi.options().dtype(at::kFloat));
+        for (int64_t h = 0; h < qi.size(0); ++h)  // row-major Q̂ × column-major K̂ᵀ: cuBLASLt's int8 layout
+          out[h].copy_(compat::int_mm(qp[h], kp[h].t()).narrow(1, 0, Nk));
+        return out;
+      } catch (const c10::Error& e) {
+        // A cuBLASLt without this int8 layout: the exact float path below gives the same numbers.
+        int_mm_failed = true;
+        log::warn("INT8 attention: at::_int_mm failed ({}); using fp32 matmuls of the int8 values", e.what_without_backtrace());
+      }
     }
   }
   return at::bmm(qi.to(at::kFloat), ki.to(at::kFloat).transpose(1, 2));

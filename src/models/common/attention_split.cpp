@@ -2,7 +2,9 @@
 // at a time, so that three score matrices fit in free memory. Note [Attention kernels].
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -27,8 +29,8 @@ SplitPlan split_attention_plan(int64_t batch_heads, int64_t q_tokens, int64_t k_
   SplitPlan plan;
   const double tensor_size = static_cast<double>(batch_heads) * q_tokens * k_tokens * element_size;
   const double required = tensor_size * kScoreCopies;
-  const double free = static_cast<double>(free_bytes);
-  if (required > free) plan.steps = int64_t{1} << static_cast<int>(std::ceil(std::log2(required / free)));
+  const double free = std::max(1.0, static_cast<double>(free_bytes));  // a 0 figure must not divide
+  if (required > free) plan.steps = int64_t{1} << std::min(62, static_cast<int>(std::ceil(std::log2(required / free))));
   plan.slice = q_tokens % plan.steps == 0 ? q_tokens / plan.steps : q_tokens;
   return plan;
 }

@@ -23,11 +23,14 @@ struct Inputs {
   bool upcast = false;
 };
 
-// alpha·(q·kᵀ), in fp32 when upcasting (baddbmm with beta 0, as ComfyUI computes it).
+// alpha·(q·kᵀ), in fp32 when upcasting: baddbmm, as ComfyUI computes it, so alpha is applied
+// before the one rounding. ComfyUI passes beta 0; libtorch 1.13's small-matrix CPU kernel then
+// reads the result buffer uninitialised (NaNs now and then), so beta is 1 on a zero input here,
+// which adds exactly nothing.
 at::Tensor scores(const at::Tensor& query, const at::Tensor& key_t, const Inputs& in) {
   at::Tensor qq = in.upcast ? query.to(at::kFloat) : query;
   at::Tensor kk = in.upcast ? key_t.to(at::kFloat) : key_t;
-  return at::baddbmm(at::zeros({1, 1, 1}, qq.options()), qq, kk, /*beta=*/0, /*alpha=*/in.scale);
+  return at::baddbmm(at::zeros({1, 1, 1}, qq.options()), qq, kk, /*beta=*/1, /*alpha=*/in.scale);
 }
 
 // _get_attention_scores_no_kv_chunking
