@@ -13,6 +13,7 @@ void register_builtin_nodes(NodeRegistry& registry) {
   register_vae_nodes(registry);
   register_sampling_nodes(registry);
   register_memory_nodes(registry);
+  register_attention_nodes(registry);
 }
 
 const std::vector<std::string>& comfy_sampler_names() {

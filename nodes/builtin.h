@@ -17,6 +17,7 @@ void register_text_nodes(NodeRegistry& registry);    // CLIPTextEncode (SDXL, re
 void register_vae_nodes(NodeRegistry& registry);     // VAEDecode/Encode (tiled, inpaint)
 void register_sampling_nodes(NodeRegistry& registry);  // KSampler, KSamplerAdvanced
 void register_memory_nodes(NodeRegistry& registry);    // ModelBlockSwap
+void register_attention_nodes(NodeRegistry& registry);  // PatchModelAttention, PathchSageAttentionKJ
 
 // ComfyUI's KSampler.SAMPLERS and KSampler.SCHEDULERS, in ComfyUI's order.
 const std::vector<std::string>& comfy_sampler_names();

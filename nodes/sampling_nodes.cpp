@@ -138,6 +138,7 @@ Value common_ksampler(NodeContext& ctx, const NodeInputs& in, const KSamplerArgs
     req.guider.unet.attention = o.attention;
     req.guider.unet.upcast_attention = o.upcast_attention;
     req.guider.free_memory = [mm] { return mm->stats().free; };
+    req.guider.unet.free_memory = req.guider.free_memory;  // split / sub-quad chunking, per call
     // model_management.pytorch_attention_flash_attention(): PyTorch attention on NVIDIA.
     req.guider.flash_attention_estimate =
         device.is_cuda() && o.attention != AttentionBackend::kSplit && o.attention != AttentionBackend::kQuad;

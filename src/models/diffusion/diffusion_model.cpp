@@ -97,8 +97,13 @@ at::Tensor DiffusionModel::apply_model(const at::Tensor& x, const at::Tensor& si
     y = at::isFloatingType(conds.y.scalar_type()) ? conds.y.to(xc.device(), dt) : conds.y.to(xc.device());
 
   UNetRunOptions run = options;
-  for (const ModelPatch& p : patches_)
+  for (const ModelPatch& p : patches_) {
     if (p.output_block) run.output_block_patches.push_back(p.output_block);
+    if (p.attention) {
+      run.attention = p.attention->backend;
+      run.sage = p.attention->sage;
+    }
+  }
   const at::Tensor out = unet_->forward(xc, t, context, y, run);
   return ms.calculate_denoised(sigma, out.to(at::kFloat), x);
 }

@@ -63,6 +63,13 @@ struct DiffusionModelConfig {
                                          const PredictionInfo& prediction = {});
 };
 
+// The attention kernel a patch puts in place of the flags' choice (ComfyUI's
+// transformer_options["optimized_attention_override"], which KJNodes' PathchSageAttentionKJ sets).
+struct AttentionOverride {
+  AttentionBackend backend = AttentionBackend::kDefault;
+  ops::SageOptions sage;  // when backend is kSage
+};
+
 // One entry of ComfyUI's model_options patches. Only the parts the UNet runs are data here;
 // a patch may fill any of them.
 struct ModelPatch {
@@ -71,6 +78,9 @@ struct ModelPatch {
   // ModelBlockSwap: stream the UNet's last N swappable blocks (UNetModel::swappable_blocks)
   // instead of keeping them resident. A memory policy, not math: outputs are unchanged.
   std::optional<int64_t> blocks_to_swap;
+  // Replaces the UNet's attention kernel for this model; the last patch that sets one wins,
+  // as a later override replaces an earlier one in ComfyUI.
+  std::optional<AttentionOverride> attention;
 };
 
 // What the UNet receives besides x and t, per cond, after ComfyUI's encode_model_conds

@@ -167,6 +167,8 @@ at::Tensor UNetModel::forward(const at::Tensor& x, const at::Tensor& timesteps, 
   attention.backend = options.attention;
   attention.upcast = fp32_scores && (options.attention == AttentionBackend::kSplit ||
                                      options.attention == AttentionBackend::kQuad);
+  attention.free_memory = options.free_memory;
+  attention.sage = options.sage;
 
   at::Tensor emb;
   {
