@@ -252,6 +252,10 @@ def main():
     import nodes
     import numpy as np
     patch_torch113(comfy)
+    # CLIP asks for "small input" attention per call (pytorch's where enabled); pin the same
+    # function as the UNet so the golden does not depend on the torch it was made with.
+    import comfy.clip_model
+    comfy.clip_model.optimized_attention_for_device = lambda *a, **k: comfy.ldm.modules.attention.attention_basic
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = args.checkpoint
@@ -296,7 +300,8 @@ def main():
                        "sha256": ckpt_sha},
         "tokenizer": {"stand_in": "AsciiClipTokenizer (transformers absent)",
                       "checked_ascii_prompts": n_checked, "files_sha256": AsciiClipTokenizer.files},
-        "attention": "basic (ComfyUI attention_basic), fp32 CPU compute; CLIP weights fp16 with fp32 compute",
+        "attention": "UNet and CLIP: attention_basic; VAE: ComfyUI's pick for this torch (vae_attention)",
+        "compute": "CPU fp32; CLIP weights fp16 (manual cast), UNet and VAE weights upcast to fp32",
         "workflow": {"positive": POSITIVE, "negative": NEGATIVE, "width": WIDTH, "height": HEIGHT,
                      "batch_size": BATCH},
         "cases": cases,
