@@ -63,7 +63,9 @@ TorchCheckpoint parse_torch_checkpoint(const uint8_t* data, size_t size, const s
   std::map<std::string, TorchTensorRecord> records;
   std::map<std::string, std::pair<DType, ZipBytes>> storages;
   TorchCheckpoint out;
-  for (const auto& [key, value] : sd.dict) {
+  for (const auto& item : sd.dict) {
+    const PickleRef& key = item.first;  // not a structured binding: lambdas below capture it
+    const PickleRef& value = item.second;
     if (key->kind != PickleValue::Kind::kString)
       fail(std::string("a state dict key is a ") + key->kind_name() + ", not a string");
     if (value->kind != PickleValue::Kind::kTensor) {
