@@ -404,7 +404,8 @@ TEST(VAELoaderNode, TaesdHalvesFromVaeApprox) {
   for (auto& [k, t] : decoder) merged["taesd_decoder." + k] = t;
   merged["vae_scale"] = at::scalar_tensor(0.18215);
   h.write_file("vae/merged.safetensors", merged);
-  const auto& m = h.run("VAELoader", inputs({{"vae_name", prim("merged.safetensors")}})).at(0).as<VaeValue>()->vae;
+  ValueList merged_out = h.run("VAELoader", inputs({{"vae_name", prim("merged.safetensors")}}));
+  const auto& m = merged_out.at(0).as<VaeValue>()->vae;
   EXPECT_TRUE(at::allclose(m.model->decode(lat), v.model->decode(lat)));
 
   try {
