@@ -3,6 +3,7 @@
 // found through ComfyUI's folder layout (io/model_folders.h) and read as zero-copy views of the
 // mapping; the models read their weights through the memory manager's residency, so loading
 // moves nothing to the device by itself.
+#include <algorithm>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -71,14 +72,29 @@ class CheckpointLoaderSimple final : public Node {
   }
 };
 
-// Files in models/vae. ComfyUI also lists TAESD pseudo-names and "pixel_space"; sdflow has no
-// TAESD decoder yet, so only real files are offered.
+// Files in models/vae, and the tiny autoencoders whose two halves are in models/vae_approx
+// (nodes.py VAELoader.vae_list / load_taesd; io/model_folders.h vae_loader_names). ComfyUI's
+// "pixel_space" and video TAEs are not offered.
 class VAELoader final : public Node {
  public:
   ValueList run(NodeContext& ctx, const NodeInputs& in) override {
     const Folders f(ctx.services());
-    const std::filesystem::path path = f.folders->resolve("vae", in.at("vae_name").as_string());
+    const std::string name = in.at("vae_name").as_string();
     MemoryManager& memory = ctx.services().get<MemoryManager>();
+    const auto& taes = taesd_names();
+    if (std::find(taes.begin(), taes.end(), name) != taes.end()) {
+      auto half = [&](const char* which) {
+        const std::string file = taesd_file(*f.folders, name, which);
+        if (file.empty())
+          throw Error(ErrorKind::kValidation, ctx.where() + "vae_name '" + name + "': no " + name + "_" + which +
+                                                  ".* file in " + f.folders->folder("vae_approx").string());
+        return StateDict::open(f.folders->resolve("vae_approx", file).string());
+      };
+      const StateDict encoder = half("encoder");
+      const StateDict decoder = half("decoder");
+      return {make_vae(load_taesd(name, encoder, decoder, memory))};
+    }
+    const std::filesystem::path path = f.folders->resolve("vae", name);
     return {make_vae(load_vae(StateDict::open(path.string()), memory))};
   }
 };

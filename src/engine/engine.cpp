@@ -151,6 +151,7 @@ class Engine::Impl {
     // Model folders list model files; nodes reading the input folder (LoadImage, LoadLatent)
     // check their own files in Node::validate, so strict mode has nothing to add for them.
     v.list_files = [this](const std::string& folder) -> std::vector<std::string> {
+      if (folder == "vae") return vae_loader_names(folders_);  // VAELoader adds the TAESD names
       if (ModelFolders::is_known_kind(folder)) return folders_.list(folder);
       return {};
     };

@@ -14,6 +14,7 @@
 #include "models/loader/state_dict.h"
 #include "models/text_encoder/clip_text_layout.h"
 #include "models/unet/unet_layout.h"
+#include "models/vae/taesd.h"
 #include "models/vae/vae_layout.h"
 
 // Note [Random test checkpoints]
@@ -181,26 +182,55 @@ TextEncoders build_text_encoders(const StateDict& sd, const CheckpointLayout& la
   return te;
 }
 
+// Where a VAE runs: the compute device's residency, or with --cpu-vae (comfy/model_management.py
+// vae_device()) a CPU one that the weight store keeps alive through `owner`.
+struct VaeHome {
+  Residency* residency = nullptr;
+  std::shared_ptr<const void> owner;
+  at::Device device = at::Device(at::kCPU);
+};
+
+VaeHome vae_home(MemoryManager& memory) {
+  VaeHome home;
+  home.residency = &memory.residency();
+  home.device = memory.compute_device();
+  if (memory.options().cpu_vae && !home.device.is_cpu()) {
+    auto cpu = std::make_shared<CpuResidency>();
+    home.residency = cpu->residency.get();
+    home.owner = cpu;
+    home.device = at::Device(at::kCPU);
+  }
+  return home;
+}
+
 VaeModel build_vae(const StateDict& vae_weights, MemoryManager& memory, const LatentFormat& latent_format) {
   const StateDict weights = normalize_vae_keys(vae_weights);
   const VaeConfig config = naming_file(weights, "VAE", [&] { return VaeConfig::detect(weights); });
   const DtypeChoice dt = memory.vae_dtype();
-  Residency* residency = &memory.residency();
-  std::shared_ptr<const void> owner;
+  const VaeHome home = vae_home(memory);
   VaeModel v;
-  v.device = memory.compute_device();
-  // comfy/model_management.py vae_device(): --cpu-vae runs the VAE on the CPU.
-  if (memory.options().cpu_vae && !v.device.is_cpu()) {
-    auto cpu = std::make_shared<CpuResidency>();
-    residency = cpu->residency.get();
-    owner = cpu;
-    v.device = at::Device(at::kCPU);
-  }
-  auto store =
-      evict_on_release(build_vae_weight_store(weights, config, dt.storage, dt.compute), *residency, owner);
-  v.model = std::make_shared<const AutoencoderKL>(config, std::move(store), *residency);
+  v.device = home.device;
+  auto store = evict_on_release(build_vae_weight_store(weights, config, dt.storage, dt.compute), *home.residency,
+                                home.owner);
+  v.model = std::make_shared<const AutoencoderKL>(config, std::move(store), *home.residency);
   v.latent_format = latent_format;
   v.latent_format.channels = config.latent_channels();
+  v.dtype = dt.compute;
+  return v;
+}
+
+// ComfyUI builds TAESD through the same VAE class: vae_dtype from working dtypes bf16/fp32.
+VaeModel build_taesd(const StateDict& weights, const TaesdConfig& config, MemoryManager& memory,
+                     const LatentFormat& latent_format) {
+  const DtypeChoice dt = memory.vae_dtype();
+  const VaeHome home = vae_home(memory);
+  VaeModel v;
+  v.device = home.device;
+  auto store = evict_on_release(build_taesd_weight_store(weights, config, dt.storage, dt.compute),
+                                *home.residency, home.owner);
+  v.model = std::make_shared<const Taesd>(config, std::move(store), *home.residency);
+  v.latent_format = latent_format;
+  v.latent_format.channels = config.latent_channels;
   v.dtype = dt.compute;
   return v;
 }
@@ -287,6 +317,10 @@ LoadedCheckpoint load_checkpoint(const StateDict& sd, MemoryManager& memory, con
 }
 
 VaeModel load_vae(const StateDict& file, MemoryManager& memory, const LatentFormat& latent_format) {
+  if (is_taesd_state_dict(file)) {
+    const TaesdConfig config = naming_file(file, "TAESD", [&] { return TaesdConfig::detect(file); });
+    return build_taesd(file, config, memory, latent_format);
+  }
   // ComfyUI reads VAE files without a prefix; a checkpoint's VAE part is accepted as well.
   if (!file.has("decoder.conv_in.weight") && file.has(std::string(kVaePrefix) + "decoder.conv_in.weight"))
     return build_vae(file.with_prefix(kVaePrefix), memory, latent_format);
@@ -328,6 +362,24 @@ LoadedDiffusionModel load_diffusion_model(const StateDict& file, MemoryManager& 
             to_string(out.layout.prediction.type), c10::toString(dt.storage));
   out.model = build_diffusion_model(unet, unet, out.layout, memory, dt);
   return out;
+VaeModel load_taesd(const std::string& family, const StateDict& encoder, const StateDict& decoder,
+                    MemoryManager& memory) {
+  const TaesdConfig config = TaesdConfig::for_family(family);
+  // Each half is checked against the family on its own, so that errors name its file.
+  for (const auto* half : {&encoder, &decoder}) {
+    TaesdConfig only = config;
+    only.has_encoder = half == &encoder;
+    only.has_decoder = half == &decoder;
+    const std::string prefix = only.has_encoder ? "taesd_encoder." : "taesd_decoder.";
+    std::map<std::string, at::Tensor> prefixed;
+    for (const auto& [key, t] : half->tensors()) prefixed.emplace(prefix + key, t);
+    build_taesd_weight_store(StateDict::from_tensors(std::move(prefixed), half->label()), only, at::kFloat, at::kFloat);
+  }
+  std::map<std::string, at::Tensor> merged;
+  for (const auto& [key, t] : encoder.tensors()) merged.emplace("taesd_encoder." + key, t);
+  for (const auto& [key, t] : decoder.tensors()) merged.emplace("taesd_decoder." + key, t);
+  const LatentFormat format = family == "taesdxl" ? LatentFormat::sdxl() : LatentFormat::sd15();
+  return build_taesd(StateDict::from_tensors(std::move(merged), decoder.label()), config, memory, format);
 }
 
 }  // namespace sdflow
