@@ -362,6 +362,8 @@ LoadedDiffusionModel load_diffusion_model(const StateDict& file, MemoryManager& 
             to_string(out.layout.prediction.type), c10::toString(dt.storage));
   out.model = build_diffusion_model(unet, unet, out.layout, memory, dt);
   return out;
+}
+
 VaeModel load_taesd(const std::string& family, const StateDict& encoder, const StateDict& decoder,
                     MemoryManager& memory) {
   const TaesdConfig config = TaesdConfig::for_family(family);
