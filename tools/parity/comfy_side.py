@@ -386,7 +386,7 @@ class RealNodes:
         NodeOutput), imported on first use."""
         if not self.extras:
             import importlib
-            for mod in ("comfy_extras.nodes_freelunch",):
+            for mod in ("comfy_extras.nodes_freelunch", "comfy_extras.nodes_clip_sdxl"):
                 m = importlib.import_module(mod)
                 for k, v in vars(m).items():
                     if isinstance(v, type) and hasattr(v, "execute"):
