@@ -1,4 +1,4 @@
-// Nodes that need model families sdflow cannot run yet (other loaders, LoRA, patches).
+// Nodes that need model families sdflow cannot run yet (other loaders, patches).
 // Their schemas are exact (validation and UI-format conversion use them today); they are
 // marked not runnable until the model code lands, so a workflow using them is refused before
 // anything runs instead of failing halfway (docs/WORKFLOWS.md lists them).
@@ -44,23 +44,6 @@ void register_model_nodes(NodeRegistry& r) {
                                                  "newbie"}))
                      .input(optional(combo_input("device", {"default", "cpu"})))
                      .output("CLIP"));
-  add_pending(r, SchemaBuilder("LoraLoader")
-                     .display("Load LoRA")
-                     .category("loaders")
-                     .socket("model", "MODEL")
-                     .socket("clip", "CLIP")
-                     .input(file_combo_input("lora_name", "loras"))
-                     .input(float_input("strength_model", 1.0, -100.0, 100.0, 0.01))
-                     .input(float_input("strength_clip", 1.0, -100.0, 100.0, 0.01))
-                     .output("MODEL")
-                     .output("CLIP"));
-  add_pending(r, SchemaBuilder("LoraLoaderModelOnly")
-                     .category("loaders")
-                     .socket("model", "MODEL")
-                     .input(file_combo_input("lora_name", "loras"))
-                     .input(float_input("strength_model", 1.0, -100.0, 100.0, 0.01))
-                     .output("MODEL"));
-
   // Model patches.
   add_pending(r, SchemaBuilder("FreeU")
                      .category("model_patches/unet")

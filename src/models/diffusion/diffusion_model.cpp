@@ -70,6 +70,12 @@ DiffusionModel DiffusionModel::with_patch(ModelPatch patch) const {
   return copy;
 }
 
+DiffusionModel DiffusionModel::with_weight_patch(std::shared_ptr<const WeightPatch> patch) const {
+  DiffusionModel copy = *this;
+  copy.weight_patch_ = std::move(patch);
+  return copy;
+}
+
 at::Tensor DiffusionModel::apply_model(const at::Tensor& x, const at::Tensor& sigma, const ModelConds& conds,
                                        const sampling::ModelSampling& ms,
                                        const UNetRunOptions& options) const {
@@ -88,6 +94,7 @@ at::Tensor DiffusionModel::apply_model(const at::Tensor& x, const at::Tensor& si
   UNetRunOptions run = options;
   for (const ModelPatch& p : patches_)
     if (p.output_block) run.output_block_patches.push_back(p.output_block);
+  if (weight_patch_) run.weight_patch = weight_patch_.get();
   const at::Tensor out = unet_->forward(xc, t, context, y, run);
   return ms.calculate_denoised(sigma, out.to(at::kFloat), x);
 }
