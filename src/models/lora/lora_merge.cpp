@@ -89,7 +89,9 @@ void merge_lora_patch(at::Tensor& weight, const LoraAdapter& a, const LoraFactor
     weight_decompose(weight, f.dora_scale, std::move(diff), scale, strength);
     return;
   }
-  weight.add_((diff * (strength * scale)).to(weight.scalar_type()));
+  // In place: the same products as ComfyUI's (strength·scale)·ΔW, one full-size buffer fewer.
+  diff.mul_(strength * scale);
+  weight.add_(diff.to(weight.scalar_type()));
 }
 
 }  // namespace sdflow
