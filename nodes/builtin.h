@@ -10,7 +10,7 @@ void register_builtin_nodes(NodeRegistry& registry);
 void register_image_nodes(NodeRegistry& registry);
 void register_latent_nodes(NodeRegistry& registry);
 void register_conditioning_nodes(NodeRegistry& registry);
-void register_model_nodes(NodeRegistry& registry);  // schema-only: other loaders, patches
+void register_model_nodes(NodeRegistry& registry);   // schema-only: other loaders, patches
 void register_loader_nodes(NodeRegistry& registry);  // CheckpointLoaderSimple, VAELoader
 void register_lora_nodes(NodeRegistry& registry);    // LoraLoader, LoraLoaderModelOnly
 void register_text_nodes(NodeRegistry& registry);    // CLIPTextEncode (SDXL, refiner), CLIPSetLastLayer

@@ -49,12 +49,13 @@ class LoraLoader : public Node {
   }
 
  protected:
-  std::pair<Value, Value> load(NodeContext& ctx, const NodeInputs& in, const Value& model_in, const Value& clip_in,
-                               double strength_model, double strength_clip) {
+  std::pair<Value, Value> load(NodeContext& ctx, const NodeInputs& in, const Value& model_in,
+                               const Value& clip_in, double strength_model, double strength_clip) {
     // Like ComfyUI: both strengths 0 returns the inputs themselves, without reading the file.
     if (strength_model == 0.0 && strength_clip == 0.0) return {model_in, clip_in};
     std::optional<ModelFolders> local;
-    const std::filesystem::path path = folders_of(ctx.services(), local).resolve("loras", in.at("lora_name").as_string());
+    const std::filesystem::path path =
+        folders_of(ctx.services(), local).resolve("loras", in.at("lora_name").as_string());
 
     auto model = model_in.as<ModelValue>();
     std::shared_ptr<const ClipValue> clip;
@@ -73,9 +74,11 @@ class LoraLoader : public Node {
     const LoraMergeDtypes dtypes = merge_dtypes(ctx.services());
     const std::string label = path.filename().string();
     Value model_out = model_in;
-    auto model_patch = LoraPatch::stack(model->model->weight_patch(), {adapters, strength_model, label}, dtypes);
+    auto model_patch =
+        LoraPatch::stack(model->model->weight_patch(), {adapters, strength_model, label}, dtypes);
     if (model_patch != model->model->weight_patch())
-      model_out = make_model(std::make_shared<const DiffusionModel>(model->model->with_weight_patch(model_patch)));
+      model_out =
+          make_model(std::make_shared<const DiffusionModel>(model->model->with_weight_patch(model_patch)));
     Value clip_out = clip_in;
     if (with_clip) {
       auto clip_patch = LoraPatch::stack(clip->weight_patch, {adapters, strength_clip, label}, dtypes);
@@ -85,8 +88,8 @@ class LoraLoader : public Node {
         clip_out = make_clip(std::move(c));
       }
     }
-    log::debug("LoRA {}: {} weights matched (strength model {}, clip {})", label, adapters->size(), strength_model,
-               strength_clip);
+    log::debug("LoRA {}: {} weights matched (strength model {}, clip {})", label, adapters->size(),
+               strength_model, strength_clip);
     return {model_out, clip_out};
   }
 
@@ -101,7 +104,8 @@ class LoraLoader : public Node {
       matched_.reset();
     }
     const std::vector<uint64_t> ids = {model.unet().weights().id(), clip.clip_l ? clip.clip_l->id() : 0,
-                                       clip.clip_g ? clip.clip_g->id() : 0, clip.clip_h ? clip.clip_h->id() : 0};
+                                       clip.clip_g ? clip.clip_g->id() : 0,
+                                       clip.clip_h ? clip.clip_h->id() : 0};
     if (matched_ && matched_ids_ == ids) return matched_;
     LoraKeyMap map;
     add_unet_lora_keys(map, model.unet().weights(), model.unet().config());

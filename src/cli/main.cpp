@@ -86,15 +86,20 @@ int main(int argc, char** argv) {
 
   MakeLoraArgs lora_args;
   auto* make_lora = app.add_subcommand(
-      "make-lora", "Write a random LoRA for a checkpoint's UNet and text encoders (for tests and benchmarks).");
+      "make-lora",
+      "Write a random LoRA for a checkpoint's UNet and text encoders (for tests and benchmarks).");
   make_lora->fallthrough();
   make_lora->add_option("out", lora_args.out, "Output .safetensors file.")->required();
-  make_lora->add_option("--for", lora_args.checkpoint, "The checkpoint (.safetensors) the LoRA is for.")->required();
-  make_lora->add_option("--rank", lora_args.rank, "LoRA rank.")->check(CLI::PositiveNumber)->capture_default_str();
+  make_lora->add_option("--for", lora_args.checkpoint, "The checkpoint (.safetensors) the LoRA is for.")
+      ->required();
+  make_lora->add_option("--rank", lora_args.rank, "LoRA rank.")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   make_lora->add_option("--seed", lora_args.seed, "Random seed.")->capture_default_str();
-  make_lora->add_option("--format", lora_args.format,
-                        "kohya (lora_unet_/lora_te*_ with lora_up/lora_down) or peft (unet./text_encoder*. with "
-                        "lora_A/lora_B).")
+  make_lora
+      ->add_option("--format", lora_args.format,
+                   "kohya (lora_unet_/lora_te*_ with lora_up/lora_down) or peft (unet./text_encoder*. with "
+                   "lora_A/lora_B).")
       ->check(CLI::IsMember({"kohya", "peft"}))
       ->capture_default_str();
   make_lora->add_option("--alpha", lora_args.alpha, "Stored alpha (scale = alpha/rank); default: the rank.");

@@ -28,8 +28,9 @@ class Cli : public ::testing::Test {
 TEST_F(Cli, HelpListsCommandsAndComfyFlags) {
   auto r = run_sdflow("--help", tmp);
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* s : {"run", "validate", "nodes", "info", "make-checkpoint", "make-lora", "--lowvram", "--novram", "--gpu-only", "--reserve-vram",
-                        "--vram-budget", "--fp8_e4m3fn-unet", "--use-sage-attention", "--cache-none"})
+  for (const char* s : {"run", "validate", "nodes", "info", "make-checkpoint", "make-lora", "--lowvram",
+                        "--novram", "--gpu-only", "--reserve-vram", "--vram-budget", "--fp8_e4m3fn-unet",
+                        "--use-sage-attention", "--cache-none"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s;
 }
 
@@ -213,26 +214,32 @@ TEST_F(Cli, MakeLoraWritesALoraForATinyCheckpoint) {
   ASSERT_EQ(run_sdflow("make-checkpoint --tiny --dtype fp32 " + q(ckpt), tmp).exit_code, 0);
   for (const char* format : {"kohya", "peft"}) {
     auto out = tmp.path() / (std::string(format) + ".safetensors");
-    auto r = run_sdflow("make-lora --for " + q(ckpt) + " --rank 2 --seed 3 --alpha 1 --format " + format + " " + q(out), tmp);
+    auto r = run_sdflow(
+        "make-lora --for " + q(ckpt) + " --rank 2 --seed 3 --alpha 1 --format " + format + " " + q(out), tmp);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     auto info = run_sdflow("info --json --tensors " + q(out), tmp);
     ASSERT_EQ(info.exit_code, 0) << info.err;
     const auto j = nlohmann::json::parse(info.out);
     EXPECT_EQ(j["metadata"]["ss_network_dim"], "2");
     const std::string names = j["tensors"].dump();
-    EXPECT_NE(names.find(std::string(format) == "kohya" ? "lora_unet_input_blocks_1_1_proj_in.lora_down.weight"
-                                                         : "unet.down_blocks.0.attentions.0.proj_in.lora_A.weight"),
-              std::string::npos);
-    EXPECT_NE(names.find(std::string(format) == "kohya" ? "lora_te_text_model_encoder_layers_0_mlp_fc1.alpha"
-                                                         : "text_encoder.text_model.encoder.layers.0.mlp.fc1.lora_B.weight"),
+    EXPECT_NE(
+        names.find(std::string(format) == "kohya" ? "lora_unet_input_blocks_1_1_proj_in.lora_down.weight"
+                                                  : "unet.down_blocks.0.attentions.0.proj_in.lora_A.weight"),
+        std::string::npos);
+    EXPECT_NE(names.find(std::string(format) == "kohya"
+                             ? "lora_te_text_model_encoder_layers_0_mlp_fc1.alpha"
+                             : "text_encoder.text_model.encoder.layers.0.mlp.fc1.lora_B.weight"),
               std::string::npos);
   }
-  EXPECT_EQ(run_sdflow("make-lora --for " + q(ckpt) + " --format lycoris " + q(tmp.path() / "x.safetensors"), tmp)
+  EXPECT_EQ(
+      run_sdflow("make-lora --for " + q(ckpt) + " --format lycoris " + q(tmp.path() / "x.safetensors"), tmp)
+          .exit_code,
+      2);
+  EXPECT_EQ(run_sdflow("make-lora --for " + q(ckpt) + " --rank 0 " + q(tmp.path() / "x.safetensors"), tmp)
                 .exit_code,
             2);
-  EXPECT_EQ(run_sdflow("make-lora --for " + q(ckpt) + " --rank 0 " + q(tmp.path() / "x.safetensors"), tmp).exit_code,
-            2);
-  auto missing = run_sdflow("make-lora --for " + q(tmp.path() / "none.safetensors") + " " + q(tmp.path() / "x.safetensors"), tmp);
+  auto missing = run_sdflow(
+      "make-lora --for " + q(tmp.path() / "none.safetensors") + " " + q(tmp.path() / "x.safetensors"), tmp);
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.err.find("none.safetensors"), std::string::npos) << missing.err;
 }

@@ -68,7 +68,8 @@ class LoraWorkflow : public ::testing::TestWithParam<const char*> {
     LoraRecipe lr;
     lr.seed = 9;
     lr.relative_scale = 0.2;  // a few sampling steps on a tiny model must show it in 8-bit pixels
-    write_random_lora(StateDict::open(ckpt.string()), lr, (root_ / "models" / "loras" / "random.safetensors").string());
+    write_random_lora(StateDict::open(ckpt.string()), lr,
+                      (root_ / "models" / "loras" / "random.safetensors").string());
   }
   void TearDown() override {
     std::error_code ec;
@@ -101,7 +102,8 @@ class LoraWorkflow : public ::testing::TestWithParam<const char*> {
 
 TEST_P(LoraWorkflow, StrengthChangesReRunOnlyDownstreamAndZeroIsTheBaseImage) {
   auto e = engine();
-  const std::vector<uint8_t> base = pixels(e->run(e->parse_workflow(without_lora(graph("tiny.safetensors")).dump())));
+  const std::vector<uint8_t> base =
+      pixels(e->run(e->parse_workflow(without_lora(graph("tiny.safetensors")).dump())));
 
   WorkflowHandle wf = e->parse_workflow(graph("tiny.safetensors").dump());
   const RunResult first = e->run(wf);
@@ -132,8 +134,9 @@ TEST_P(LoraWorkflow, StrengthChangesReRunOnlyDownstreamAndZeroIsTheBaseImage) {
 TEST_P(LoraWorkflow, ModelOnlyLoaderStacksOnTheLoraLoader) {
   auto e = engine();
   nlohmann::json api = graph("tiny.safetensors");
-  api["11"] = {{"class_type", "LoraLoaderModelOnly"},
-               {"inputs", {{"model", {"10", 0}}, {"lora_name", "random.safetensors"}, {"strength_model", 0.7}}}};
+  api["11"] = {
+      {"class_type", "LoraLoaderModelOnly"},
+      {"inputs", {{"model", {"10", 0}}, {"lora_name", "random.safetensors"}, {"strength_model", 0.7}}}};
   api["3"]["inputs"]["model"] = {"11", 0};
   WorkflowHandle wf = e->parse_workflow(api.dump());
   const std::vector<uint8_t> stacked = pixels(e->run(wf));

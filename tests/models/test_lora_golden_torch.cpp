@@ -50,7 +50,8 @@ Stores make_stores(const std::string& unet, bool sdxl_clip) {
   const std::string family = unet == "sdxl" ? "tiny_sdxl" : "tiny_sd15";
   s.config = unet == "sdxl" ? UNetConfig::tiny_sdxl() : UNetConfig::tiny_sd15();
   const at::ScalarType dt = fp16 ? at::kHalf : at::kFloat;
-  s.unet = build_unet_weight_store(StateDict::open(kSource + "unet/" + family + ".safetensors"), s.config, dt, dt);
+  s.unet =
+      build_unet_weight_store(StateDict::open(kSource + "unet/" + family + ".safetensors"), s.config, dt, dt);
   const StateDict l = expand_tokens(StateDict::open(kSource + "clip/tiny_l.safetensors"),
                                     "text_model.embeddings.token_embedding.weight");
   s.clip_l = build_clip_text_weight_store(l, ClipTextConfig::tiny_l(), at::kHalf, at::kFloat, "clip_l");
@@ -89,9 +90,12 @@ TEST(LoraGolden, PatchedWeightsMatchComfyUI) {
     std::shared_ptr<const WeightPatch> model_patch, clip_patch;
     std::vector<std::string> not_loaded;
     for (const auto& l : c["loras"]) {
-      const auto adapters = LoraAdapters::match(StateDict::open(kLora + l["file"].get<std::string>()), map, &not_loaded);
-      model_patch = LoraPatch::stack(model_patch, {adapters, l["strength_model"].get<double>(), "golden"}, dtypes);
-      clip_patch = LoraPatch::stack(clip_patch, {adapters, l["strength_clip"].get<double>(), "golden"}, dtypes);
+      const auto adapters =
+          LoraAdapters::match(StateDict::open(kLora + l["file"].get<std::string>()), map, &not_loaded);
+      model_patch =
+          LoraPatch::stack(model_patch, {adapters, l["strength_model"].get<double>(), "golden"}, dtypes);
+      clip_patch =
+          LoraPatch::stack(clip_patch, {adapters, l["strength_clip"].get<double>(), "golden"}, dtypes);
     }
     EXPECT_EQ(std::set<std::string>(not_loaded.begin(), not_loaded.end()),
               c["not_loaded"].get<std::set<std::string>>());
@@ -114,12 +118,13 @@ TEST(LoraGolden, PatchedWeightsMatchComfyUI) {
         for (const auto& [key, host] : b.host) {
           const at::Tensor& got = patched_lease.at(key);
           if (expected.erase(key)) {
-            const at::Tensor want =
-                goldens.at(source + "/" + model + "/" + key).to(got.scalar_type());
+            const at::Tensor want = goldens.at(source + "/" + model + "/" + key).to(got.scalar_type());
             ASSERT_EQ(got.sizes(), want.sizes()) << model << "/" << key;
-            max_diff = std::max(max_diff, (got.to(at::kDouble) - want.to(at::kDouble)).abs().max().item<double>());
+            max_diff =
+                std::max(max_diff, (got.to(at::kDouble) - want.to(at::kDouble)).abs().max().item<double>());
             EXPECT_TRUE(at::equal(got, want)) << model << "/" << key << " differs from ComfyUI's";
-            EXPECT_FALSE(at::equal(got, host.to(got.scalar_type()))) << model << "/" << key << " was not patched";
+            EXPECT_FALSE(at::equal(got, host.to(got.scalar_type())))
+                << model << "/" << key << " was not patched";
             ++compared;
           } else {
             EXPECT_TRUE(at::equal(got, host.to(got.scalar_type()))) << model << "/" << key << " changed";
@@ -128,7 +133,8 @@ TEST(LoraGolden, PatchedWeightsMatchComfyUI) {
       }
       // ComfyUI's CLIP-L always has a text_projection; sdflow keeps none where nothing reads it.
       expected.erase("text_projection.weight");
-      EXPECT_TRUE(expected.empty()) << "patched by ComfyUI but not held by " << model << ":" << dump(expected);
+      EXPECT_TRUE(expected.empty()) << "patched by ComfyUI but not held by " << model << ":"
+                                    << dump(expected);
     };
     check(*s.unet, model_patch.get(), "unet");
     if (with_clip) {
@@ -136,8 +142,8 @@ TEST(LoraGolden, PatchedWeightsMatchComfyUI) {
       if (s.clip_g) check(*s.clip_g, clip_patch.get(), "clip_g");
     }
     EXPECT_GT(compared, 8u);
-    std::printf("[%s] %zu patched weights equal to ComfyUI's (max |diff| %.3g), %zu keys not loaded\n", name.c_str(),
-                compared, max_diff, not_loaded.size());
+    std::printf("[%s] %zu patched weights equal to ComfyUI's (max |diff| %.3g), %zu keys not loaded\n",
+                name.c_str(), compared, max_diff, not_loaded.size());
   }
 }
 

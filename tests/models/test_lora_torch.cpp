@@ -56,7 +56,8 @@ struct Tiny {
   LoraKeyMap map;
 };
 
-std::shared_ptr<const LoraAdapters> random_lora(const Tiny& t, uint64_t seed, const std::string& format = "kohya",
+std::shared_ptr<const LoraAdapters> random_lora(const Tiny& t, uint64_t seed,
+                                                const std::string& format = "kohya",
                                                 std::vector<std::string>* not_loaded = nullptr) {
   LoraRecipe r;
   r.seed = seed;
@@ -95,8 +96,8 @@ TEST(Lora, StrengthZeroIsTheBaseModelByteForByte) {
   for (const WeightBlock& block : t.unet().blocks())
     for (const auto& [key, host] : block.host)
       ASSERT_TRUE(same_bytes(host, fresh.at("model.diffusion_model." + key).to(host.scalar_type()))) << key;
-  std::printf("strength 0: no patch; strength 0.7 changed %zu weights in %zu blocks, base bytes intact\n", changed,
-              blocks);
+  std::printf("strength 0: no patch; strength 0.7 changed %zu weights in %zu blocks, base bytes intact\n",
+              changed, blocks);
 }
 
 TEST(Lora, StackIdsFollowContentAndOrder) {
@@ -155,14 +156,17 @@ TEST(Lora, MalformedFactorsAreErrorsNamingTheKey) {
   Tiny t("sd15");
   const std::string q = "lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q";  // [32, 32]
   auto f = [](std::vector<int64_t> s) { return at::randn(s); };
-  std::string e = match_error(t, {{q + ".lora_up.weight", f({32, 4})}, {q + ".lora_down.weight", f({8, 32})}});
+  std::string e =
+      match_error(t, {{q + ".lora_up.weight", f({32, 4})}, {q + ".lora_down.weight", f({8, 32})}});
   EXPECT_NE(e.find("hostile.safetensors"), std::string::npos) << e;
   EXPECT_NE(e.find(q + ".lora_up.weight"), std::string::npos) << e;
   EXPECT_NE(e.find("rank"), std::string::npos) << e;
   e = match_error(t, {{q + ".lora_up.weight", f({32, 4})}, {q + ".lora_down.weight", f({4, 48})}});
   EXPECT_NE(e.find(q + ".lora_up.weight"), std::string::npos) << e;
   EXPECT_NE(e.find("cannot make"), std::string::npos) << e;
-  e = match_error(t, {{q + ".lora_up.weight", f({32, 4})}, {q + ".lora_down.weight", f({4, 32})}, {q + ".alpha", f({2})}});
+  e = match_error(
+      t,
+      {{q + ".lora_up.weight", f({32, 4})}, {q + ".lora_down.weight", f({4, 32})}, {q + ".alpha", f({2})}});
   EXPECT_NE(e.find(q + ".alpha"), std::string::npos) << e;
   e = match_error(t, {{q + ".lora_up.weight", f({32, 4})}});
   EXPECT_NE(e.find(q + ".lora_down.weight"), std::string::npos) << e;
@@ -173,19 +177,20 @@ TEST(Lora, MalformedFactorsAreErrorsNamingTheKey) {
                       {conv + ".lora_down.weight", f({4, 32, 1, 1})},
                       {conv + ".lora_mid.weight", f({4, 2, 3, 3})}});
   EXPECT_NE(e.find(conv + ".lora_mid.weight"), std::string::npos) << e;
-  e = match_error(t, {{conv + ".lora_up.weight", f({32, 4, 1, 1})}, {conv + ".lora_down.weight", f({4, 32, 1, 1})}});
+  e = match_error(
+      t, {{conv + ".lora_up.weight", f({32, 4, 1, 1})}, {conv + ".lora_down.weight", f({4, 32, 1, 1})}});
   EXPECT_NE(e.find("cannot make"), std::string::npos) << e;  // a 1×1 LoRA for a 3×3 conv
   e = match_error(t, {{"diffusion_model.out.2.diff", f({4, 32, 1, 1})}});
   EXPECT_NE(e.find("diffusion_model.out.2.diff"), std::string::npos) << e;
-  e = match_error(t, {{q + ".lora_up.weight", f({32, 4})}, {q + ".lora_down.weight", f({4, 32})},
+  e = match_error(t, {{q + ".lora_up.weight", f({32, 4})},
+                      {q + ".lora_down.weight", f({4, 32})},
                       {q + ".dora_scale", f({5, 1})}});
   EXPECT_NE(e.find(q + ".dora_scale"), std::string::npos) << e;
   // Unknown keys are not errors: logged and skipped, like ComfyUI.
   std::vector<std::string> not_loaded;
-  auto ok = LoraAdapters::match(StateDict::from_tensors({{"lora_unet_nothing_here.lora_up.weight", f({4, 4})},
-                                                         {"junk", f({1})}},
-                                                        "x"),
-                                t.map, &not_loaded);
+  auto ok = LoraAdapters::match(
+      StateDict::from_tensors({{"lora_unet_nothing_here.lora_up.weight", f({4, 4})}, {"junk", f({1})}}, "x"),
+      t.map, &not_loaded);
   EXPECT_TRUE(ok->empty());
   EXPECT_EQ(not_loaded.size(), 2u);
 }
@@ -233,8 +238,8 @@ TEST(Lora, MakeLoraCoversTheModelInBothFormatsAndMovesTheOutputModerately) {
       const int64_t text_layers = t.ck.clip->clip_g ? 2 * 3 : 3;
       EXPECT_EQ(lora->size(), expect + static_cast<size_t>(text_layers * 6));
       const double change = output_change(t, lora, 1.0);
-      std::printf("%s %s: %zu weights, UNet output change at strength 1: %.1f %% (0.5: %.1f %%)\n", arch, format,
-                  lora->size(), 100 * change, 100 * output_change(t, lora, 0.5));
+      std::printf("%s %s: %zu weights, UNet output change at strength 1: %.1f %% (0.5: %.1f %%)\n", arch,
+                  format, lora->size(), 100 * change, 100 * output_change(t, lora, 0.5));
       EXPECT_GT(change, 0.03);
       EXPECT_LT(change, 0.6);
     }
@@ -243,7 +248,8 @@ TEST(Lora, MakeLoraCoversTheModelInBothFormatsAndMovesTheOutputModerately) {
 
 TEST(Lora, DiffusersNamesCoverTheUNet) {
   // Every UNet tensor but the ADM embedder's has a diffusers name (ComfyUI's unet_to_diffusers).
-  for (const UNetConfig& c : {UNetConfig::sd15(), UNetConfig::sdxl(), UNetConfig::tiny_sd15(), UNetConfig::tiny_sdxl()}) {
+  for (const UNetConfig& c :
+       {UNetConfig::sd15(), UNetConfig::sdxl(), UNetConfig::tiny_sd15(), UNetConfig::tiny_sdxl()}) {
     std::set<std::string> ldm;
     for (const auto& [d, l] : unet_diffusers_names(c)) ldm.insert(l);
     for (const UNetParam& p : unet_params(c)) EXPECT_TRUE(ldm.count(p.key)) << c.describe() << ": " << p.key;
@@ -277,7 +283,8 @@ TEST(Lora, PatchCostTiny) {
 
 // Full-size SD1.5 on the CPU takes a minute and 4 GB: only when asked (SDFLOW_LORA_BENCH=1).
 TEST(Lora, PatchCostFullSd15) {
-  if (!std::getenv("SDFLOW_LORA_BENCH")) GTEST_SKIP() << "set SDFLOW_LORA_BENCH=1 to time a full-size SD1.5 UNet";
+  if (!std::getenv("SDFLOW_LORA_BENCH"))
+    GTEST_SKIP() << "set SDFLOW_LORA_BENCH=1 to time a full-size SD1.5 UNet";
   CheckpointRecipe r;
   r.arch = "sd15";
   r.dtype = at::kHalf;
@@ -292,11 +299,12 @@ TEST(Lora, PatchCostFullSd15) {
     LoraRecipe lr;
     lr.rank = rank;
     auto tensors = make_random_lora(sd, lr);
-    const auto lora = LoraAdapters::match(StateDict::from_tensors({tensors.begin(), tensors.end()}, "full"), map);
+    const auto lora =
+        LoraAdapters::match(StateDict::from_tensors({tensors.begin(), tensors.end()}, "full"), map);
     const auto patch = LoraPatch::stack(nullptr, {lora, 1.0, "full"}, {});
     const double ms = patch_ms(unet, *patch);
-    std::printf("patching the full SD1.5 UNet (%zu weights, rank %lld, fp32 on the CPU): %.0f ms\n", lora->size(),
-                static_cast<long long>(rank), ms);
+    std::printf("patching the full SD1.5 UNet (%zu weights, rank %lld, fp32 on the CPU): %.0f ms\n",
+                lora->size(), static_cast<long long>(rank), ms);
     EXPECT_GT(ms, 0);
   }
   std::remove(path.c_str());

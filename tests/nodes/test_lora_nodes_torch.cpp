@@ -64,7 +64,8 @@ TEST(LoraNodes, OutputsCarryPatchesAndInputsStayUntouched) {
 
   // Stacking: a second LoRA on the first one's outputs.
   const ValueList twice = lora(h, {out[0], out[1]}, "style/random.safetensors", -0.5, 0.0);
-  const auto* stacked = dynamic_cast<const LoraPatch*>(twice[0].as<ModelValue>()->model->weight_patch().get());
+  const auto* stacked =
+      dynamic_cast<const LoraPatch*>(twice[0].as<ModelValue>()->model->weight_patch().get());
   ASSERT_NE(stacked, nullptr);
   ASSERT_EQ(stacked->parts().size(), 2u);
   EXPECT_EQ(stacked->parts()[1].strength, -0.5);
@@ -110,8 +111,8 @@ TEST(LoraNodes, ModelOnlyLeavesNoClip) {
   ModelNodeHarness h;
   const Loaded in = load_tiny(h, "sdxl");
   const ValueList out = h.run("LoraLoaderModelOnly", inputs({{"model", in.model},
-                                                            {"lora_name", prim("style/random.safetensors")},
-                                                            {"strength_model", prim(1.0)}}));
+                                                             {"lora_name", prim("style/random.safetensors")},
+                                                             {"strength_model", prim(1.0)}}));
   ASSERT_EQ(out.size(), 1u);
   EXPECT_NE(out[0].as<ModelValue>()->model->weight_patch(), nullptr);
 }
@@ -134,8 +135,8 @@ TEST(LoraNodes, WrongShapesAreErrorsNamingFileAndKey) {
   ModelNodeHarness h;
   const Loaded in = load_tiny(h);
   const std::string key = "lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q";
-  h.write_file("loras/bad.safetensors",
-               {{key + ".lora_up.weight", at::randn({7, 4})}, {key + ".lora_down.weight", at::randn({4, 7})}});
+  h.write_file("loras/bad.safetensors", {{key + ".lora_up.weight", at::randn({7, 4})},
+                                         {key + ".lora_down.weight", at::randn({4, 7})}});
   try {
     lora(h, in, "bad.safetensors", 1.0, 1.0);
     ADD_FAILURE() << "a LoRA of the wrong shape was accepted";

@@ -33,13 +33,13 @@ struct LoraNames {
   const char* mid;
 };
 const LoraNames kLoraNames[] = {
-    {".lora_up.weight", ".lora_down.weight", ".lora_mid.weight"},  // kohya / LyCORIS LoCon
-    {"_lora.up.weight", "_lora.down.weight", nullptr},              // diffusers attn-procs
-    {".lora_B.weight", ".lora_A.weight", nullptr},                  // peft
-    {".lora.up.weight", ".lora.down.weight", nullptr},              // diffusers
-    {".lora_B", ".lora_A", nullptr},                                // mochi
+    {".lora_up.weight", ".lora_down.weight", ".lora_mid.weight"},                 // kohya / LyCORIS LoCon
+    {"_lora.up.weight", "_lora.down.weight", nullptr},                            // diffusers attn-procs
+    {".lora_B.weight", ".lora_A.weight", nullptr},                                // peft
+    {".lora.up.weight", ".lora.down.weight", nullptr},                            // diffusers
+    {".lora_B", ".lora_A", nullptr},                                              // mochi
     {".lora_linear_layer.up.weight", ".lora_linear_layer.down.weight", nullptr},  // transformers
-    {".lora_B.default.weight", ".lora_A.default.weight", nullptr},  // qwen
+    {".lora_B.default.weight", ".lora_A.default.weight", nullptr},                // qwen
 };
 
 // Whether `a` broadcast with `b` fits in place into `target` (weight_decompose's in-place `*=`).
@@ -58,7 +58,8 @@ bool broadcast_into(at::IntArrayRef a, at::IntArrayRef b, at::IntArrayRef target
 
 class Matcher {
  public:
-  Matcher(const StateDict& lora, std::vector<std::string>* not_loaded) : lora_(lora), not_loaded_(not_loaded) {}
+  Matcher(const StateDict& lora, std::vector<std::string>* not_loaded)
+      : lora_(lora), not_loaded_(not_loaded) {}
 
   const at::Tensor* get(const std::string& key) {
     if (!lora_.has(key)) return nullptr;
@@ -71,7 +72,8 @@ class Matcher {
   }
 
   // The patches of one base name (load_lora's loop body), keyed by ComfyUI's model key.
-  void match(const std::string& x, const LoraTarget& target, std::map<std::string, std::pair<LoraTarget, LoraAdapter>>& out) {
+  void match(const std::string& x, const LoraTarget& target,
+             std::map<std::string, std::pair<LoraTarget, LoraAdapter>>& out) {
     std::optional<double> alpha;
     if (const at::Tensor* a = get(x + ".alpha")) {
       if (a->numel() != 1) fail(x + ".alpha", "alpha must be one number, got shape " + shape_str(a->sizes()));
@@ -113,7 +115,8 @@ class Matcher {
       if (t.store && !t.unused) {
         const at::Tensor& w = t.store->block(t.block).host.at(t.key);
         if (v->sizes() != w.sizes())
-          fail(key, "shape " + shape_str(v->sizes()) + " does not match " + t.comfy_key + " " + shape_str(w.sizes()));
+          fail(key, "shape " + shape_str(v->sizes()) + " does not match " + t.comfy_key + " " +
+                        shape_str(w.sizes()));
       }
       out[t.comfy_key] = {t, std::move(a)};
     };
@@ -162,20 +165,21 @@ class Matcher {
   void check_lora(const LoraAdapter& a, const LoraTarget& t, const std::string& up_key) const {
     const std::string& x = a.name;
     if (a.up.dim() < 2) fail(up_key, "must have at least 2 dimensions, got " + shape_str(a.up.sizes()));
-    if (a.down.dim() < 2) fail(x + " (down)", "must have at least 2 dimensions, got " + shape_str(a.down.sizes()));
+    if (a.down.dim() < 2)
+      fail(x + " (down)", "must have at least 2 dimensions, got " + shape_str(a.down.sizes()));
     const int64_t rank = a.down.size(0);
     int64_t down_cols = numel_from(a.down.sizes(), 1);
     if (a.mid.defined()) {
       if (a.mid.dim() != 4) fail(x + ".lora_mid.weight", "must be 4-D, got " + shape_str(a.mid.sizes()));
       if (a.mid.size(0) != rank || a.mid.size(1) != numel_from(a.down.sizes(), 2) * rank)
-        fail(x + ".lora_mid.weight", "shape " + shape_str(a.mid.sizes()) + " does not fit down " +
-                                         shape_str(a.down.sizes()));
+        fail(x + ".lora_mid.weight",
+             "shape " + shape_str(a.mid.sizes()) + " does not fit down " + shape_str(a.down.sizes()));
       down_cols = a.down.size(1) * a.mid.size(2) * a.mid.size(3);
     }
     if (numel_from(a.up.sizes(), 1) != rank)
-      fail(up_key, "rank " + std::to_string(numel_from(a.up.sizes(), 1)) + " (shape " + shape_str(a.up.sizes()) +
-                       ") differs from the down factor's " + std::to_string(rank) + " (shape " +
-                       shape_str(a.down.sizes()) + ")");
+      fail(up_key, "rank " + std::to_string(numel_from(a.up.sizes(), 1)) + " (shape " +
+                       shape_str(a.up.sizes()) + ") differs from the down factor's " + std::to_string(rank) +
+                       " (shape " + shape_str(a.down.sizes()) + ")");
     if (!t.store || t.unused) return;
     const at::Tensor& w = t.store->block(t.block).host.at(t.key);
     if (a.up.size(0) * down_cols != w.numel())
@@ -183,11 +187,13 @@ class Matcher {
                        " cannot make " + t.comfy_key + " of shape " + shape_str(w.sizes()));
     if (a.dora_scale.defined()) {
       std::vector<int64_t> norm(w.dim(), 1);
-      if (a.dora_scale.dim() > 0 && a.dora_scale.size(0) == w.size(0)) norm[0] = w.size(0);
-      else norm[1] = w.size(1);
+      if (a.dora_scale.dim() > 0 && a.dora_scale.size(0) == w.size(0))
+        norm[0] = w.size(0);
+      else
+        norm[1] = w.size(1);
       if (a.dora_scale.dim() == 0 || !broadcast_into(a.dora_scale.sizes(), norm, w.sizes()))
-        fail(x + ".dora_scale", "shape " + shape_str(a.dora_scale.sizes()) + " does not fit " + t.comfy_key + " " +
-                                    shape_str(w.sizes()));
+        fail(x + ".dora_scale", "shape " + shape_str(a.dora_scale.sizes()) + " does not fit " + t.comfy_key +
+                                    " " + shape_str(w.sizes()));
     }
   }
 
@@ -199,7 +205,8 @@ class Matcher {
 }  // namespace
 
 int64_t LoraAdapter::bytes() const {
-  return tensor_bytes(up) + tensor_bytes(down) + tensor_bytes(mid) + tensor_bytes(dora_scale) + tensor_bytes(value);
+  return tensor_bytes(up) + tensor_bytes(down) + tensor_bytes(mid) + tensor_bytes(dora_scale) +
+         tensor_bytes(value);
 }
 
 const std::vector<LoraEntry>* LoraAdapters::block(uint64_t store_id, const std::string& block) const {

@@ -43,7 +43,9 @@ class LoraAdapters {
  public:
   // Entries of a store's block in file-independent order (by key), or null.
   const std::vector<LoraEntry>* block(uint64_t store_id, const std::string& block) const;
-  bool affects(uint64_t store_id, const std::string& block) const { return this->block(store_id, block) != nullptr; }
+  bool affects(uint64_t store_id, const std::string& block) const {
+    return this->block(store_id, block) != nullptr;
+  }
   bool empty() const { return entries_.empty(); }
   size_t size() const { return count_; }
   // Unique per LoraAdapters object (a counter): part of a patch's id.

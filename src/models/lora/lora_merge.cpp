@@ -7,7 +7,9 @@ namespace sdflow {
 
 namespace {
 
-int64_t bytes_of(const at::Tensor& t) { return t.defined() ? static_cast<int64_t>(t.numel() * t.element_size()) : 0; }
+int64_t bytes_of(const at::Tensor& t) {
+  return t.defined() ? static_cast<int64_t>(t.numel() * t.element_size()) : 0;
+}
 
 at::Tensor to_device(const at::Tensor& t, const at::Device& device, at::ScalarType dtype) {
   return t.defined() ? t.to(device, dtype) : at::Tensor();
@@ -15,10 +17,14 @@ at::Tensor to_device(const at::Tensor& t, const at::Device& device, at::ScalarTy
 
 double eps_of(at::ScalarType t) {
   switch (t) {
-    case at::kHalf: return 0.0009765625;  // torch.finfo(float16).eps
-    case at::kBFloat16: return 0.0078125;
-    case at::kDouble: return std::numeric_limits<double>::epsilon();
-    default: return std::numeric_limits<float>::epsilon();
+    case at::kHalf:
+      return 0.0009765625;  // torch.finfo(float16).eps
+    case at::kBFloat16:
+      return 0.0078125;
+    case at::kDouble:
+      return std::numeric_limits<double>::epsilon();
+    default:
+      return std::numeric_limits<float>::epsilon();
   }
 }
 

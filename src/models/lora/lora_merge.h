@@ -25,6 +25,7 @@ LoraFactors lora_factors(const LoraAdapter& adapter, const at::Device& device);
 
 // One calculate_weight step: `weight` (merge dtype, owned by the caller, changed in place).
 // Shapes were checked when the adapter was matched (LoraAdapters::match).
-void merge_lora_patch(at::Tensor& weight, const LoraAdapter& adapter, const LoraFactors& factors, double strength);
+void merge_lora_patch(at::Tensor& weight, const LoraAdapter& adapter, const LoraFactors& factors,
+                      double strength);
 
 }  // namespace sdflow

@@ -27,17 +27,19 @@ uint64_t bits_of(double d) {
 
 LoraPatch::LoraPatch(std::vector<LoraPart> parts, LoraMergeDtypes dtypes)
     : parts_(std::move(parts)), dtypes_(dtypes) {
-  uint64_t h = mix(0x4c6f5241ULL, static_cast<uint64_t>(dtypes_.cpu) * 31 + static_cast<uint64_t>(dtypes_.gpu));
+  uint64_t h =
+      mix(0x4c6f5241ULL, static_cast<uint64_t>(dtypes_.cpu) * 31 + static_cast<uint64_t>(dtypes_.gpu));
   for (const LoraPart& p : parts_) h = mix(mix(h, p.adapters->id()), bits_of(p.strength));
   id_ = h;
 }
 
-std::shared_ptr<const WeightPatch> LoraPatch::stack(const std::shared_ptr<const WeightPatch>& base, LoraPart part,
-                                                    LoraMergeDtypes dtypes) {
+std::shared_ptr<const WeightPatch> LoraPatch::stack(const std::shared_ptr<const WeightPatch>& base,
+                                                    LoraPart part, LoraMergeDtypes dtypes) {
   std::vector<LoraPart> parts;
   if (base) {
     auto lora = std::dynamic_pointer_cast<const LoraPatch>(base);
-    if (!lora) throw Error(ErrorKind::kRuntime, "LoRA: the model already carries a weight patch of another kind");
+    if (!lora)
+      throw Error(ErrorKind::kRuntime, "LoRA: the model already carries a weight patch of another kind");
     parts = lora->parts_;
     dtypes = lora->dtypes_;  // one model, one device policy
   }
@@ -54,8 +56,9 @@ bool LoraPatch::affects(const WeightStore& store, const std::string& block) cons
   return false;
 }
 
-const LoraFactors& LoraPatch::factors(size_t part, uint64_t store, const std::string& key, const LoraAdapter& adapter,
-                                      const at::Device& device, LoraFactors& scratch) const {
+const LoraFactors& LoraPatch::factors(size_t part, uint64_t store, const std::string& key,
+                                      const LoraAdapter& adapter, const at::Device& device,
+                                      LoraFactors& scratch) const {
   if (device.is_cpu()) {
     scratch = lora_factors(adapter, device);
     return scratch;
@@ -82,8 +85,8 @@ void LoraPatch::apply(const WeightStore& store, const std::string& block,
   for (const auto& [key, patches] : per_key) {
     auto it = tensors.find(key);
     if (it == tensors.end())
-      throw Error(ErrorKind::kModel, store.model_name() + ": a LoRA changes '" + key + "', which block '" + block +
-                                         "' does not hold");
+      throw Error(ErrorKind::kModel, store.model_name() + ": a LoRA changes '" + key + "', which block '" +
+                                         block + "' does not hold");
     const at::Tensor& w = it->second;
     if (!at::isFloatingType(w.scalar_type())) continue;
     // A copy at the merge dtype: the input may alias the host store (--cpu) and is never written.

@@ -48,8 +48,8 @@ class LoraPatch final : public WeightPatch {
   // `base` plus `part` on top: base is null or a LoraPatch (a model value's patch so far).
   // Returns base unchanged when the part has strength 0 or changes nothing, so strength 0
   // drops out entirely. Throws Error(kRuntime) when base is another kind of patch.
-  static std::shared_ptr<const WeightPatch> stack(const std::shared_ptr<const WeightPatch>& base, LoraPart part,
-                                                  LoraMergeDtypes dtypes);
+  static std::shared_ptr<const WeightPatch> stack(const std::shared_ptr<const WeightPatch>& base,
+                                                  LoraPart part, LoraMergeDtypes dtypes);
 
   uint64_t id() const override { return id_; }
   bool affects(const WeightStore& store, const std::string& block) const override;

@@ -21,12 +21,13 @@ bool ends_with(const std::string& s, const std::string& x) {
   return s.size() >= x.size() && s.compare(s.size() - x.size(), x.size(), x) == 0;
 }
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-  for (size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size()) s.replace(pos, from.size(), to);
+  for (size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size())
+    s.replace(pos, from.size(), to);
   return s;
 }
 
 struct Layer {
-  std::string name;  // LoRA base name
+  std::string name;   // LoRA base name
   at::Tensor weight;  // the checkpoint weight it changes (host view)
 };
 
@@ -37,7 +38,8 @@ std::vector<Layer> unet_layers(const StateDict& unet, const UNetConfig& config, 
   std::vector<Layer> out;
   for (const auto& [key, t] : unet.tensors()) {
     if (!ends_with(key, ".weight") || t.dim() < 2 || key == "input_blocks.0.0.weight") continue;
-    if (!starts_with(key, "input_blocks.") && !starts_with(key, "middle_block.") && !starts_with(key, "output_blocks."))
+    if (!starts_with(key, "input_blocks.") && !starts_with(key, "middle_block.") &&
+        !starts_with(key, "output_blocks."))
       continue;
     const std::string path = key.substr(0, key.size() - 7);
     if (format == "kohya") {
@@ -47,7 +49,8 @@ std::vector<Layer> unet_layers(const StateDict& unet, const UNetConfig& config, 
     auto it = to_diffusers.find(key);
     if (it == to_diffusers.end()) continue;
     // ComfyUI maps diffusers attention as .processor.to_q/…/to_out (comfy/lora.py).
-    std::string name = "unet." + replace_all(it->second.substr(0, it->second.size() - 7), ".to_", ".processor.to_");
+    std::string name =
+        "unet." + replace_all(it->second.substr(0, it->second.size() - 7), ".to_", ".processor.to_");
     if (ends_with(name, ".to_out.0")) name.resize(name.size() - 2);
     out.push_back({name, t});
   }
@@ -55,8 +58,8 @@ std::vector<Layer> unet_layers(const StateDict& unet, const UNetConfig& config, 
 }
 
 void text_layers(std::vector<Layer>& out, const StateDict& hf, const std::string& prefix, bool kohya) {
-  const char* const dotted[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj",
-                                "mlp.fc1", "mlp.fc2"};
+  const char* const dotted[] = {"self_attn.q_proj",   "self_attn.k_proj", "self_attn.v_proj",
+                                "self_attn.out_proj", "mlp.fc1",          "mlp.fc2"};
   for (int64_t layer = 0;; ++layer) {
     const std::string base = "text_model.encoder.layers." + std::to_string(layer) + ".";
     if (!hf.has(base + "mlp.fc1.weight")) break;
@@ -69,12 +72,14 @@ void text_layers(std::vector<Layer>& out, const StateDict& hf, const std::string
 
 }  // namespace
 
-std::vector<std::pair<std::string, at::Tensor>> make_random_lora(const StateDict& checkpoint, const LoraRecipe& r) {
+std::vector<std::pair<std::string, at::Tensor>> make_random_lora(const StateDict& checkpoint,
+                                                                 const LoraRecipe& r) {
   if (r.rank < 1) throw Error(ErrorKind::kUsage, "make-lora: --rank must be at least 1");
   if (r.format != "kohya" && r.format != "peft")
     throw Error(ErrorKind::kUsage, "make-lora: --format must be kohya or peft, got '" + r.format + "'");
   const double alpha = r.alpha.value_or(static_cast<double>(r.rank));
-  if (!(alpha > 0) || !std::isfinite(alpha)) throw Error(ErrorKind::kUsage, "make-lora: --alpha must be positive");
+  if (!(alpha > 0) || !std::isfinite(alpha))
+    throw Error(ErrorKind::kUsage, "make-lora: --alpha must be positive");
   const CheckpointLayout layout = detect_checkpoint(checkpoint);
   const bool kohya = r.format == "kohya";
 
@@ -118,7 +123,8 @@ std::vector<std::pair<std::string, at::Tensor>> make_random_lora(const StateDict
       down_shape.push_back(w.size(d));
       up_shape.push_back(1);
     }
-    const double u = r.relative_scale * w_std * std::sqrt(static_cast<double>(fan_in) / r.rank) * (r.rank / alpha);
+    const double u =
+        r.relative_scale * w_std * std::sqrt(static_cast<double>(fan_in) / r.rank) * (r.rank / alpha);
     at::Tensor down = at::randn(down_shape, gen, f32) / std::sqrt(static_cast<double>(fan_in));
     at::Tensor up = at::randn(up_shape, gen, f32) * u;
     out.emplace_back(l.name + down_suffix, down.to(r.dtype).contiguous());

@@ -30,7 +30,8 @@ struct LoraRecipe {
 };
 
 // Throws Error(kUsage) for a bad recipe, Error(kModel) when the checkpoint is not SD1.x/SD2.x/SDXL.
-std::vector<std::pair<std::string, at::Tensor>> make_random_lora(const StateDict& checkpoint, const LoraRecipe& recipe);
+std::vector<std::pair<std::string, at::Tensor>> make_random_lora(const StateDict& checkpoint,
+                                                                 const LoraRecipe& recipe);
 
 // Writes it as safetensors (atomically) with ss_network_dim / ss_network_alpha metadata.
 void write_random_lora(const StateDict& checkpoint, const LoraRecipe& recipe, const std::string& path);

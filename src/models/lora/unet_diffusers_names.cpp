@@ -9,21 +9,31 @@ namespace {
 
 // ComfyUI's UNET_MAP_ATTENTIONS, TRANSFORMER_BLOCKS, UNET_MAP_RESNET and UNET_MAP_BASIC: the
 // same names on both sides unless a pair is given (LDM, diffusers).
-const char* const kAttentionParams[] = {"proj_in.weight",  "proj_in.bias", "proj_out.weight",
-                                        "proj_out.bias",   "norm.weight",  "norm.bias"};
-const char* const kTransformerParams[] = {
-    "norm1.weight",          "norm1.bias",         "norm2.weight",          "norm2.bias",
-    "norm3.weight",          "norm3.bias",         "attn1.to_q.weight",     "attn1.to_k.weight",
-    "attn1.to_v.weight",     "attn1.to_out.0.weight", "attn1.to_out.0.bias", "attn2.to_q.weight",
-    "attn2.to_k.weight",     "attn2.to_v.weight",  "attn2.to_out.0.weight", "attn2.to_out.0.bias",
-    "ff.net.0.proj.weight",  "ff.net.0.proj.bias", "ff.net.2.weight",       "ff.net.2.bias"};
+const char* const kAttentionParams[] = {"proj_in.weight", "proj_in.bias", "proj_out.weight",
+                                        "proj_out.bias",  "norm.weight",  "norm.bias"};
+const char* const kTransformerParams[] = {"norm1.weight",          "norm1.bias",
+                                          "norm2.weight",          "norm2.bias",
+                                          "norm3.weight",          "norm3.bias",
+                                          "attn1.to_q.weight",     "attn1.to_k.weight",
+                                          "attn1.to_v.weight",     "attn1.to_out.0.weight",
+                                          "attn1.to_out.0.bias",   "attn2.to_q.weight",
+                                          "attn2.to_k.weight",     "attn2.to_v.weight",
+                                          "attn2.to_out.0.weight", "attn2.to_out.0.bias",
+                                          "ff.net.0.proj.weight",  "ff.net.0.proj.bias",
+                                          "ff.net.2.weight",       "ff.net.2.bias"};
 const std::pair<const char*, const char*> kResnetParams[] = {
-    {"in_layers.2.weight", "conv1.weight"},         {"in_layers.2.bias", "conv1.bias"},
-    {"emb_layers.1.weight", "time_emb_proj.weight"}, {"emb_layers.1.bias", "time_emb_proj.bias"},
-    {"out_layers.3.weight", "conv2.weight"},        {"out_layers.3.bias", "conv2.bias"},
-    {"skip_connection.weight", "conv_shortcut.weight"}, {"skip_connection.bias", "conv_shortcut.bias"},
-    {"in_layers.0.weight", "norm1.weight"},         {"in_layers.0.bias", "norm1.bias"},
-    {"out_layers.0.weight", "norm2.weight"},        {"out_layers.0.bias", "norm2.bias"}};
+    {"in_layers.2.weight", "conv1.weight"},
+    {"in_layers.2.bias", "conv1.bias"},
+    {"emb_layers.1.weight", "time_emb_proj.weight"},
+    {"emb_layers.1.bias", "time_emb_proj.bias"},
+    {"out_layers.3.weight", "conv2.weight"},
+    {"out_layers.3.bias", "conv2.bias"},
+    {"skip_connection.weight", "conv_shortcut.weight"},
+    {"skip_connection.bias", "conv_shortcut.bias"},
+    {"in_layers.0.weight", "norm1.weight"},
+    {"in_layers.0.bias", "norm1.bias"},
+    {"out_layers.0.weight", "norm2.weight"},
+    {"out_layers.0.bias", "norm2.bias"}};
 const std::pair<const char*, const char*> kBasicParams[] = {
     {"label_emb.0.0.weight", "class_embedding.linear_1.weight"},
     {"label_emb.0.0.bias", "class_embedding.linear_1.bias"},
@@ -80,7 +90,8 @@ std::map<std::string, std::string> unet_diffusers_names(const UNetConfig& c) {
 
   // ComfyUI maps the middle attention's own tensors whatever the depth, and its blocks for a
   // depth ≥ 1 (range() of a negative depth is empty).
-  for (const char* p : kAttentionParams) m[std::string("mid_block.attentions.0.") + p] = std::string("middle_block.1.") + p;
+  for (const char* p : kAttentionParams)
+    m[std::string("mid_block.attentions.0.") + p] = std::string("middle_block.1.") + p;
   for (int64_t t = 0; t < c.transformer_depth_middle; ++t)
     for (const char* p : kTransformerParams)
       m["mid_block.attentions.0.transformer_blocks." + num(t) + "." + p] =
