@@ -6,9 +6,9 @@ void register_builtin_nodes(NodeRegistry& registry) {
   register_image_nodes(registry);
   register_latent_nodes(registry);
   register_conditioning_nodes(registry);
-  register_model_nodes(registry);
   register_loader_nodes(registry);
   register_patch_nodes(registry);
+  register_lora_nodes(registry);
   register_text_nodes(registry);
   register_vae_nodes(registry);
   register_sampling_nodes(registry);

@@ -10,9 +10,9 @@ void register_builtin_nodes(NodeRegistry& registry);
 void register_image_nodes(NodeRegistry& registry);
 void register_latent_nodes(NodeRegistry& registry);
 void register_conditioning_nodes(NodeRegistry& registry);
-void register_model_nodes(NodeRegistry& registry);  // schema-only: LoRA
 void register_loader_nodes(NodeRegistry& registry);  // Checkpoint, VAE, UNET, CLIP, DualCLIP loaders
 void register_patch_nodes(NodeRegistry& registry);   // FreeU, FreeU_V2
+void register_lora_nodes(NodeRegistry& registry);    // LoraLoader, LoraLoaderModelOnly
 void register_text_nodes(NodeRegistry& registry);    // CLIPTextEncode (SDXL, refiner), CLIPSetLastLayer
 void register_vae_nodes(NodeRegistry& registry);     // VAEDecode/Encode (tiled, inpaint)
 void register_sampling_nodes(NodeRegistry& registry);  // KSampler, KSamplerAdvanced

@@ -174,6 +174,7 @@ ClipEncodeResult ClipValue::encode(const ClipTokenSet& tokens, ClipEncodeOptions
   const ClipCore& c = require("");
   const TextEncoders& e = c.encoders;
   options.clip_layer = clip_layer;
+  options.weight_patch = weight_patch.get();
   auto need = [&](const std::optional<ClipTokens>& t, const char* which) -> const ClipTokens& {
     if (!t)
       throw Error(ErrorKind::kRuntime, std::string("CLIP encode: no '") + which + "' tokens for this " +

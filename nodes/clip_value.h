@@ -87,6 +87,8 @@ struct ClipTokenSet {
 struct ClipValue final : Object {
   std::shared_ptr<const ClipCore> core;
   std::optional<int64_t> clip_layer;  // CLIPSetLastLayer's stop_at_clip_layer
+  // LoraLoader's stack for the text encoders (Note [LoRA as a weight patch]); null: none.
+  std::shared_ptr<const WeightPatch> weight_patch;
 
   // Throws ComfyUI's "clip input is invalid" error (kRuntime, prefixed by `where`) without core.
   const ClipCore& require(const std::string& where) const;

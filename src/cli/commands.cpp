@@ -12,6 +12,8 @@
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "models/loader/make_checkpoint.h"
+#include "models/loader/state_dict.h"
+#include "models/lora/make_lora.h"
 
 namespace sdflow::cli {
 
@@ -253,6 +255,19 @@ int command_make_checkpoint(const CommonOptions& common, const MakeCheckpointArg
   }
   if (!args.name.empty()) throw Error(ErrorKind::kUsage, "make-checkpoint: --name goes with --split");
   write_random_checkpoint(recipe, args.out);
+  std::cout << args.out << "\n";
+  return kExitOk;
+}
+
+int command_make_lora(const CommonOptions& common, const MakeLoraArgs& args) {
+  (void)common;
+  LoraRecipe recipe;
+  recipe.rank = args.rank;
+  recipe.seed = args.seed;
+  recipe.format = args.format;
+  if (args.alpha < 0) throw Error(ErrorKind::kUsage, "make-lora: --alpha must be positive");
+  if (args.alpha > 0) recipe.alpha = args.alpha;
+  write_random_lora(StateDict::open(args.checkpoint), recipe, args.out);
   std::cout << args.out << "\n";
   return kExitOk;
 }

@@ -52,6 +52,16 @@ int command_run(const CommonOptions& common, const RunArgs& args);
 int command_validate(const CommonOptions& common, const ValidateArgs& args);
 int command_nodes(const CommonOptions& common, const NodesArgs& args);
 int command_info(const CommonOptions& common, const InfoArgs& args);
+struct MakeLoraArgs {
+  std::string checkpoint;  // --for
+  int64_t rank = 4;
+  uint64_t seed = 0;
+  std::string format = "kohya";
+  double alpha = 0;  // 0: the rank (scale 1)
+  std::string out;
+};
+
 int command_make_checkpoint(const CommonOptions& common, const MakeCheckpointArgs& args);
+int command_make_lora(const CommonOptions& common, const MakeLoraArgs& args);
 
 }  // namespace sdflow::cli

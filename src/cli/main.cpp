@@ -91,6 +91,26 @@ int main(int argc, char** argv) {
   make->add_option("--seed", make_args.seed, "Random seed.")->capture_default_str();
   make->add_option("--dtype", make_args.dtype, "fp16, bf16 or fp32.")->capture_default_str();
 
+  MakeLoraArgs lora_args;
+  auto* make_lora = app.add_subcommand(
+      "make-lora",
+      "Write a random LoRA for a checkpoint's UNet and text encoders (for tests and benchmarks).");
+  make_lora->fallthrough();
+  make_lora->add_option("out", lora_args.out, "Output .safetensors file.")->required();
+  make_lora->add_option("--for", lora_args.checkpoint, "The checkpoint (.safetensors) the LoRA is for.")
+      ->required();
+  make_lora->add_option("--rank", lora_args.rank, "LoRA rank.")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  make_lora->add_option("--seed", lora_args.seed, "Random seed.")->capture_default_str();
+  make_lora
+      ->add_option("--format", lora_args.format,
+                   "kohya (lora_unet_/lora_te*_ with lora_up/lora_down) or peft (unet./text_encoder*. with "
+                   "lora_A/lora_B).")
+      ->check(CLI::IsMember({"kohya", "peft"}))
+      ->capture_default_str();
+  make_lora->add_option("--alpha", lora_args.alpha, "Stored alpha (scale = alpha/rank); default: the rank.");
+
   try {
     app.parse(argc, argv);
     finish_comfy_flags(app, common.engine.memory);
@@ -112,6 +132,7 @@ int main(int argc, char** argv) {
     if (*nodes) return command_nodes(common, nodes_args);
     if (*info) return command_info(common, info_args);
     if (*make) return command_make_checkpoint(common, make_args);
+    if (*make_lora) return command_make_lora(common, lora_args);
   } catch (const Error& e) {
     log::error("{}", e.what());
     return exit_code_for(e.kind());

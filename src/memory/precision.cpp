@@ -79,4 +79,11 @@ DtypeChoice choose_vae_dtype(const MemoryOptions& o, const DeviceCaps& caps) {
   return c;
 }
 
+at::ScalarType choose_lora_merge_dtype(const MemoryOptions& o, const DeviceCaps& caps) {
+  if (!caps.is_gpu || o.vram == VramMode::kCpu) return at::kFloat;
+  if (o.force_fp16) return at::kHalf;
+  if (o.force_fp32) return at::kFloat;
+  return caps.supports_fp16() ? at::kHalf : at::kFloat;
+}
+
 }  // namespace sdflow

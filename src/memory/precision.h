@@ -27,6 +27,9 @@ struct DeviceCaps {
 DtypeChoice choose_unet_dtype(const MemoryOptions& options, const DeviceCaps& caps, at::ScalarType checkpoint_dtype);
 DtypeChoice choose_text_encoder_dtype(const MemoryOptions& options, const DeviceCaps& caps);
 DtypeChoice choose_vae_dtype(const MemoryOptions& options, const DeviceCaps& caps);
+// The dtype LoRA patches are merged in on the GPU (ComfyUI's lora_compute_dtype: fp16 when
+// should_use_fp16(device), else fp32). On the CPU it is always fp32.
+at::ScalarType choose_lora_merge_dtype(const MemoryOptions& options, const DeviceCaps& caps);
 
 // The dtype a Precision flag names; nullopt for kDefault or a dtype this libtorch lacks.
 std::optional<at::ScalarType> scalar_type_of(Precision precision);

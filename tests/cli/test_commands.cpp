@@ -28,8 +28,9 @@ class Cli : public ::testing::Test {
 TEST_F(Cli, HelpListsCommandsAndComfyFlags) {
   auto r = run_sdflow("--help", tmp);
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* s : {"run", "validate", "nodes", "info", "--lowvram", "--novram", "--gpu-only", "--reserve-vram",
-                        "--vram-budget", "--fp8_e4m3fn-unet", "--use-sage-attention", "--cache-none"})
+  for (const char* s : {"run", "validate", "nodes", "info", "make-checkpoint", "make-lora", "--lowvram",
+                        "--novram", "--gpu-only", "--reserve-vram", "--vram-budget", "--fp8_e4m3fn-unet",
+                        "--use-sage-attention", "--cache-none"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s;
 }
 
@@ -143,24 +144,6 @@ TEST_F(Cli, StrictChecksModelFilesExist) {
   EXPECT_EQ(validate(wf, "--models-dir " + q(models)).exit_code, 0);
 }
 
-TEST_F(Cli, RunRefusesSchemaOnlyNodesBeforeRunningAnything) {
-  // LoraLoaderModelOnly is known to validation but not runnable in this build: a run must refuse
-  // the whole workflow up front, writing nothing.
-  nlohmann::json wf = default_api();
-  wf["10"] = {{"class_type", "LoraLoaderModelOnly"},
-              {"inputs", {{"model", {"4", 0}}, {"lora_name", "x.safetensors"}, {"strength_model", 1.0}}}};
-  wf["3"]["inputs"]["model"] = {"10", 0};
-  EXPECT_EQ(validate(wf).exit_code, 0);
-  auto out_dir = tmp.path() / "out";
-  auto path = tmp.write("lora.json", wf.dump());
-  auto r = run_sdflow("run " + q(path) + " --output-dir " + q(out_dir), tmp);
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_NE(r.err.find("[LoraLoaderModelOnly #10] node type LoraLoaderModelOnly is known but cannot run"),
-            std::string::npos)
-      << r.err;
-  EXPECT_FALSE(std::filesystem::exists(out_dir) && !std::filesystem::is_empty(out_dir));
-}
-
 TEST_F(Cli, SetOverridesAreCheckedAndApplied) {
   auto wf = tmp.write("wf.json", default_api().dump());
   EXPECT_EQ(run_sdflow("validate " + q(wf) + " --set 3.steps=0", tmp).exit_code, 2);
@@ -208,6 +191,41 @@ TEST_F(Cli, InfoDescribesAValidFile) {
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["tensor_count"], 1);
   EXPECT_EQ(j["metadata"]["format"], "pt");
+}
+
+TEST_F(Cli, MakeLoraWritesALoraForATinyCheckpoint) {
+  auto ckpt = tmp.path() / "tiny.safetensors";
+  ASSERT_EQ(run_sdflow("make-checkpoint --tiny --dtype fp32 " + q(ckpt), tmp).exit_code, 0);
+  for (const char* format : {"kohya", "peft"}) {
+    auto out = tmp.path() / (std::string(format) + ".safetensors");
+    auto r = run_sdflow(
+        "make-lora --for " + q(ckpt) + " --rank 2 --seed 3 --alpha 1 --format " + format + " " + q(out), tmp);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto info = run_sdflow("info --json --tensors " + q(out), tmp);
+    ASSERT_EQ(info.exit_code, 0) << info.err;
+    const auto j = nlohmann::json::parse(info.out);
+    EXPECT_EQ(j["metadata"]["ss_network_dim"], "2");
+    const std::string names = j["tensors"].dump();
+    EXPECT_NE(
+        names.find(std::string(format) == "kohya" ? "lora_unet_input_blocks_1_1_proj_in.lora_down.weight"
+                                                  : "unet.down_blocks.0.attentions.0.proj_in.lora_A.weight"),
+        std::string::npos);
+    EXPECT_NE(names.find(std::string(format) == "kohya"
+                             ? "lora_te_text_model_encoder_layers_0_mlp_fc1.alpha"
+                             : "text_encoder.text_model.encoder.layers.0.mlp.fc1.lora_B.weight"),
+              std::string::npos);
+  }
+  EXPECT_EQ(
+      run_sdflow("make-lora --for " + q(ckpt) + " --format lycoris " + q(tmp.path() / "x.safetensors"), tmp)
+          .exit_code,
+      2);
+  EXPECT_EQ(run_sdflow("make-lora --for " + q(ckpt) + " --rank 0 " + q(tmp.path() / "x.safetensors"), tmp)
+                .exit_code,
+            2);
+  auto missing = run_sdflow(
+      "make-lora --for " + q(tmp.path() / "none.safetensors") + " " + q(tmp.path() / "x.safetensors"), tmp);
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("none.safetensors"), std::string::npos) << missing.err;
 }
 
 }  // namespace

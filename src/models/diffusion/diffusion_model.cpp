@@ -79,6 +79,10 @@ std::vector<std::string> DiffusionModel::streamed_blocks() const {
   const std::vector<std::string> all = unet_->swappable_blocks();
   const auto count = static_cast<size_t>(std::min<int64_t>(*n, static_cast<int64_t>(all.size())));
   return {all.end() - static_cast<std::ptrdiff_t>(count), all.end()};
+DiffusionModel DiffusionModel::with_weight_patch(std::shared_ptr<const WeightPatch> patch) const {
+  DiffusionModel copy = *this;
+  copy.weight_patch_ = std::move(patch);
+  return copy;
 }
 
 at::Tensor DiffusionModel::apply_model(const at::Tensor& x, const at::Tensor& sigma, const ModelConds& conds,
@@ -104,6 +108,7 @@ at::Tensor DiffusionModel::apply_model(const at::Tensor& x, const at::Tensor& si
       run.sage = p.attention->sage;
     }
   }
+  if (weight_patch_) run.weight_patch = weight_patch_.get();
   const at::Tensor out = unet_->forward(xc, t, context, y, run);
   return ms.calculate_denoised(sigma, out.to(at::kFloat), x);
 }

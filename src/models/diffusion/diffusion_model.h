@@ -121,6 +121,13 @@ class DiffusionModel {
   // patch's last N swappable blocks); empty when no patch asks.
   std::vector<std::string> streamed_blocks() const;
 
+  // The weight patch (LoRA stack, Note [LoRA as a weight patch]) the UNet reads its weights
+  // through; null when the weights are the checkpoint's.
+  const std::shared_ptr<const WeightPatch>& weight_patch() const { return weight_patch_; }
+  // ModelPatcher.clone() + add_patches: the same UNet seen through `patch` (replacing any before;
+  // LoraPatch::stack builds on the current one).
+  DiffusionModel with_weight_patch(std::shared_ptr<const WeightPatch> patch) const;
+
   // BaseModel._apply_model: x [N, C, h, w] float32 and sigma [N] on the compute device; `ms`
   // is the model sampling to use there. Returns the float32 x0 prediction.
   at::Tensor apply_model(const at::Tensor& x, const at::Tensor& sigma, const ModelConds& conds,
@@ -140,6 +147,7 @@ class DiffusionModel {
   DiffusionModelConfig config_;
   std::shared_ptr<const sampling::ModelSampling> model_sampling_;
   std::vector<ModelPatch> patches_;
+  std::shared_ptr<const WeightPatch> weight_patch_;
 };
 
 // ComfyUI's Timestep(256) embedder applied to one number (a size, a crop or an aesthetic

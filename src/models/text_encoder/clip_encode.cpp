@@ -139,7 +139,7 @@ ClipEncodeResult encode_token_weights(const ClipTextModel& model, const ClipEnco
     num_tokens.push_back(s.num_tokens);
   }
   const auto S = static_cast<int64_t>(seqs.size());
-  at::Tensor embeds = model.embed_tokens(at::tensor(ids, at::kLong).reshape({S, -1}));
+  at::Tensor embeds = model.embed_tokens(at::tensor(ids, at::kLong).reshape({S, -1}), options.weight_patch);
   for (int64_t i = 0; i < S; ++i)
     for (const auto& [pos, row] : seqs[i].rows) embeds[i][pos].copy_(row.to(embeds.device(), at::kFloat));
 
@@ -148,6 +148,7 @@ ClipEncodeResult encode_token_weights(const ClipTextModel& model, const ClipEnco
   run.intermediate_layer = layer;
   run.final_layer_norm_intermediate = spec.layer_norm_hidden_state;
   run.check_cancel = options.check_cancel;
+  run.weight_patch = options.weight_patch;
   const ClipTextOutput out = model.forward_embeds(embeds, num_tokens, run);
   at::Tensor z = (layer ? out.intermediate : out.last).to(at::kFloat);
 

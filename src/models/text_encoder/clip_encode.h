@@ -43,6 +43,8 @@ struct ClipEncodeOptions {
   bool unprojected_pooled = false;    // encode_from_tokens(return_pooled="unprojected")
   at::Device output_device = at::kCPU;
   std::function<void()> check_cancel;
+  // The CLIP value's LoRA stack (covers every encoder of the model); null: none.
+  const WeightPatch* weight_patch = nullptr;
 };
 
 struct ClipEncodeResult {

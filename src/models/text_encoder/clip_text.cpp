@@ -43,8 +43,8 @@ ClipTextModel::ClipTextModel(ClipTextConfig config, std::shared_ptr<const Weight
                   "CLIP text: weight store '" + weights_->model_name() + "' has no block '" + name + "'");
 }
 
-at::Tensor ClipTextModel::embed_tokens(const at::Tensor& ids) const {
-  const BlockLease w = residency_.acquire(*weights_, "embeddings");
+at::Tensor ClipTextModel::embed_tokens(const at::Tensor& ids, const WeightPatch* weight_patch) const {
+  const BlockLease w = residency_.acquire(*weights_, "embeddings", weight_patch);
   const at::Tensor& table = w.at("text_model.embeddings.token_embedding.weight");
   return at::embedding(table, ids.to(table.device(), at::kLong)).to(at::kFloat);
 }
@@ -60,7 +60,7 @@ ClipTextOutput ClipTextModel::forward_embeds(const at::Tensor& embeds, const std
     throw Error(ErrorKind::kRuntime, "CLIP text: one num_tokens entry per sequence needed");
   auto acquire = [&](const std::string& block) {
     if (options.check_cancel) options.check_cancel();
-    return residency_.acquire(*weights_, block);
+    return residency_.acquire(*weights_, block, options.weight_patch);
   };
 
   std::optional<int64_t> inter;

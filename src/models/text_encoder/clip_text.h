@@ -28,6 +28,8 @@ struct ClipTextRunOptions {
   std::optional<int64_t> intermediate_layer;
   bool final_layer_norm_intermediate = true;
   std::function<void()> check_cancel;  // called before each block; throws to stop
+  // Weight changes (LoRA) the residency applies to the blocks it hands out; null: none.
+  const WeightPatch* weight_patch = nullptr;
 };
 
 struct ClipTextOutput {
@@ -46,7 +48,7 @@ class ClipTextModel {
   ClipTextModel& operator=(const ClipTextModel&) = delete;
 
   // Token rows as fp32 on the compute device. ids: int64, any shape → [..., D].
-  at::Tensor embed_tokens(const at::Tensor& ids) const;
+  at::Tensor embed_tokens(const at::Tensor& ids, const WeightPatch* weight_patch = nullptr) const;
 
   // ComfyUI's forward(embeds=…, num_tokens=…): embeds [B, N, D] (token rows, N = max_positions),
   // pooled row b at num_tokens[b] − 1.

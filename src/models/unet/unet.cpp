@@ -155,7 +155,7 @@ at::Tensor UNetModel::forward(const at::Tensor& x, const at::Tensor& timesteps, 
   const at::ScalarType dtype = x.scalar_type();
   auto acquire = [&](const std::string& block) {
     if (options.check_cancel) options.check_cancel();
-    return residency_.acquire(*weights_, block);
+    return residency_.acquire(*weights_, block, options.weight_patch);
   };
 
   // fp32 scores: the config's request, overridden by the upcast flags (get_attn_precision:

@@ -44,6 +44,9 @@ struct UNetRunOptions {
   std::function<int64_t()> free_memory;
   std::function<void()> check_cancel;                  // called before each block; throws to stop
   std::vector<OutputBlockPatch> output_block_patches;  // applied in order
+  // Weight changes (LoRA) applied by the residency to the device copies it hands out; null: none.
+  // Not owned: the caller keeps it alive for the forward (DiffusionModel holds it).
+  const WeightPatch* weight_patch = nullptr;
 };
 
 // Thread-compatible: forward() is const and keeps no state between calls.
