@@ -79,6 +79,8 @@ std::vector<std::string> DiffusionModel::streamed_blocks() const {
   const std::vector<std::string> all = unet_->swappable_blocks();
   const auto count = static_cast<size_t>(std::min<int64_t>(*n, static_cast<int64_t>(all.size())));
   return {all.end() - static_cast<std::ptrdiff_t>(count), all.end()};
+}
+
 DiffusionModel DiffusionModel::with_weight_patch(std::shared_ptr<const WeightPatch> patch) const {
   DiffusionModel copy = *this;
   copy.weight_patch_ = std::move(patch);
