@@ -46,6 +46,7 @@ def main():
     ap.add_argument("--sdflow", default="build-gpu/sdflow")
     ap.add_argument("--models-dir", required=True)
     ap.add_argument("--ckpt", required=True)
+    ap.add_argument("--clip-vocab", default="third_party_ref/clip-tokenizer")
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--work", default="/tmp/sdflow-memory-smoke")
     ap.add_argument("--out")
@@ -61,7 +62,8 @@ def main():
         with open(wf_path, "w") as f:
             json.dump(workflow(a.ckpt, a.size, swap), f)
         rep = os.path.join(d, "report.json")
-        cmd = [a.sdflow, "--models-dir", a.models_dir, "--output-dir", d, "--temp-dir", os.path.join(d, "t")] + \
+        cmd = [a.sdflow, "--models-dir", a.models_dir, "--clip-vocab", a.clip_vocab, "--output-dir", d,
+           "--temp-dir", os.path.join(d, "t")] + \
             flags + ["-q", "run", wf_path, "--report", rep]
         t = time.time()
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)

@@ -29,16 +29,20 @@ def main(paths):
             if r["name"] not in cases or r["status"] == "PASS":
                 cases[r["name"]] = r
                 commits[r["name"]] = d["meta"].get("sdflow_commit", "?")
-    grid = {(r["sampler"], r["scheduler"]): r for r in cases.values() if r["kind"] == "t2i" and r["precision"] == "fp16"}
+    in_grid = lambda r: r["kind"] == "t2i" and r["precision"] == "fp16" and not r.get("size")  # noqa: E731
+    grid = {(r["sampler"], r["scheduler"]): r for r in cases.values() if in_grid(r)}
     samplers = list(dict.fromkeys(meta["comfy"]["fp16"]["samplers"])) if "comfy" in meta else sorted({s for s, _ in grid})
     schedulers = list(dict.fromkeys(meta["comfy"]["fp16"]["schedulers"])) if "comfy" in meta else sorted({s for _, s in grid})
+    samplers = [x for x in samplers if any((x, sch) in grid for sch in schedulers)]
+    schedulers = [x for x in schedulers if any((smp, x) in grid for smp in samplers)]
     n_pass = sum(r["status"] == "PASS" for r in cases.values())
     zero = sum(r["status"] == "PASS" and r.get("latent_rel_l2") == 0 for r in cases.values() if r["kind"] != "noise")
     measured = sum(r.get("latent_rel_l2") is not None for r in cases.values())
     print(f"{len(cases)} cases from {len(paths)} runs (sdflow commits: {', '.join(sorted(set(commits.values())))}): "
           f"{n_pass} PASS; {zero} of {measured} final latents bitwise equal; initial noise "
           f"{', '.join(sorted({r['noise'] for r in cases.values()}))}.\n")
-    print("Final-latent rel-L2 vs ComfyUI, fp16, 512x512, 20 steps, cfg 7, batch 2:\n")
+    print(f"Final-latent rel-L2 vs ComfyUI, fp16, {meta['width']}x{meta['height']}, {meta['steps']} steps, "
+          f"cfg {meta['cfg']:g}, batch 2:\n")
     print("| sampler | " + " | ".join(schedulers) + " |")
     print("|---|" + "---|" * len(schedulers))
     for s in samplers:
@@ -47,10 +51,12 @@ def main(paths):
     print("| case | noise | latent rel-L2 | PSNR dB | status |")
     print("|---|---|---|---|---|")
     for name, r in sorted(cases.items()):
-        if (r["kind"] == "t2i" and r["precision"] == "fp16"):
+        if in_grid(r):
             continue
         rel = "-" if r.get("latent_rel_l2") is None else fmt(r)
-        print(f"| {name} | {r['noise']} | {rel} | {r.get('psnr_db', '-')} | {r['status'].split(' ')[0]} |")
+        psnr = r.get("psnr_db")
+        psnr = "-" if psnr is None else ("inf" if psnr == float("inf") else f"{psnr:.1f}")
+        print(f"| {name} | {r['noise']} | {rel} | {psnr} | {r['status'].split(' ')[0]} |")
 
 
 if __name__ == "__main__":
