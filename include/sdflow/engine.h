@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "sdflow/memory.h"
+#include "sdflow/plan.h"
 #include "sdflow/progress.h"
 
 namespace sdflow {
@@ -75,9 +76,13 @@ struct NodeReport {
   std::string class_type;
   bool cached = false;
   double seconds = 0;
-  int64_t peak_vram_allocated = 0;
+  int64_t peak_vram_allocated = 0;  // CUDA only (0 on the CPU)
   int64_t peak_vram_reserved = 0;
-  int64_t peak_host_rss = 0;
+  int64_t peak_host_rss = 0;        // the process's peak RSS while the node ran (bytes)
+  int64_t bytes_streamed = 0;       // weights copied host→device by streaming policies
+  std::vector<std::string> models_loaded;   // onto the device during the node
+  std::vector<std::string> models_evicted;  // from the device during the node
+  std::vector<std::string> oom_recovery;    // OOM ladder rungs taken before it succeeded
 };
 
 struct OutputImage {
@@ -111,6 +116,11 @@ class Engine {
   // Validates, then runs what the output nodes need. Results of unchanged nodes are reused
   // from earlier runs of this Engine. Throws sdflow::Error (kValidation, kCancelled, ...).
   RunResult run(const WorkflowHandle& workflow, const ProgressCallback& on_progress = {});
+
+  // Predicts the workflow's VRAM needs per node and per VRAM mode without running it, and
+  // which flags fit a budget (sdflow/plan.h). Validates strictly first (Error(kValidation));
+  // model files are read for their headers only (Error(kIo/kFormat/kModel) naming the node).
+  MemoryPlan plan(const WorkflowHandle& workflow, const PlanOptions& options = {}) const;
 
   // Asks a running run() to stop at the next node or step. Async-signal-safe.
   void cancel();

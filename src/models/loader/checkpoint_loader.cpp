@@ -112,16 +112,12 @@ bool has_text_encoder(const StateDict& sd, ClipFamily family) {
 
 // Weight stores outlive nothing: when the last model using one goes (a cached loader output
 // dropped), its device copies go too, instead of staying in the residency forever.
-std::shared_ptr<const WeightStore> evict_on_release(std::shared_ptr<WeightStore> store, Residency& residency,
-                                                    std::shared_ptr<const void> residency_owner = {}) {
+std::shared_ptr<const WeightStore> evict_on_release(std::shared_ptr<WeightStore> store, Residency& residency) {
   const WeightStore* raw = store.get();
-  return std::shared_ptr<const WeightStore>(
-      raw, [store = std::move(store), &residency,
-            owner = std::move(residency_owner)](const WeightStore* s) mutable {
-        residency.evict(*s);
-        store.reset();
-        owner.reset();
-      });
+  return std::shared_ptr<const WeightStore>(raw, [store = std::move(store), &residency](const WeightStore* s) mutable {
+    residency.evict(*s);
+    store.reset();
+  });
 }
 
 // Adds the file's name to detection errors that only name a key.
@@ -153,9 +149,11 @@ std::shared_ptr<const ClipTextModel> build_clip(const StateDict& hf, ClipSlot sl
   const ClipTextConfig config =
       naming_file(hf, name, [&] { return clip_config(hf, slot, random_test_weights); });
   const DtypeChoice dt = memory.text_encoder_dtype();
-  auto store = evict_on_release(build_clip_text_weight_store(hf, config, dt.storage, dt.compute, name),
-                                memory.residency());
-  return std::make_shared<const ClipTextModel>(config, std::move(store), memory.residency());
+  // ComfyUI's text_encoder_device(): the CPU under --lowvram/--novram, so CLIP costs no VRAM.
+  Residency& residency = memory.residency_for(memory.text_encoder_device());
+  auto store =
+      evict_on_release(build_clip_text_weight_store(hf, config, dt.storage, dt.compute, name), residency);
+  return std::make_shared<const ClipTextModel>(config, std::move(store), residency);
 }
 
 // Keys under `prefix` only (ComfyUI's prefix replacements drop the rest).
@@ -198,30 +196,16 @@ TextEncoders build_text_encoders(const StateDict& sd, const CheckpointLayout& la
   return te;
 }
 
-// The CPU device and residency a --cpu-vae VAE runs on, kept alive by its weight store.
-struct CpuResidency {
-  std::unique_ptr<ComputeDevice> device = make_cpu_device();
-  std::unique_ptr<Residency> residency = make_all_resident(*device);
-};
-
 VaeModel build_vae(const StateDict& vae_weights, MemoryManager& memory, const LatentFormat& latent_format) {
   const StateDict weights = normalize_vae_keys(vae_weights);
   const VaeConfig config = naming_file(weights, "VAE", [&] { return VaeConfig::detect(weights); });
   const DtypeChoice dt = memory.vae_dtype();
-  Residency* residency = &memory.residency();
-  std::shared_ptr<const void> owner;
   VaeModel v;
-  v.device = memory.compute_device();
   // comfy/model_management.py vae_device(): --cpu-vae runs the VAE on the CPU.
-  if (memory.options().cpu_vae && !v.device.is_cpu()) {
-    auto cpu = std::make_shared<CpuResidency>();
-    residency = cpu->residency.get();
-    owner = cpu;
-    v.device = at::Device(at::kCPU);
-  }
-  auto store =
-      evict_on_release(build_vae_weight_store(weights, config, dt.storage, dt.compute), *residency, owner);
-  v.model = std::make_shared<const AutoencoderKL>(config, std::move(store), *residency);
+  v.device = memory.vae_device();
+  Residency& residency = memory.residency_for(v.device);
+  auto store = evict_on_release(build_vae_weight_store(weights, config, dt.storage, dt.compute), residency);
+  v.model = std::make_shared<const AutoencoderKL>(config, std::move(store), residency);
   v.latent_format = latent_format;
   v.latent_format.channels = config.latent_channels();
   v.dtype = dt.compute;
