@@ -116,7 +116,8 @@ at::Tensor decode_latent(NodeContext& ctx, const VaeValue& vae, const at::Tensor
   const at::Tensor z = latent.dim() == 5 ? latent.select(2, 0) : latent;
   if (r.low_memory > 0) {
     const VaeTiles tiles = shrink_tiles(kVaeDecodeTilesDefault, r.low_memory - 1, 8);
-    log::warn("{}low-memory mode: tiled VAE decoding ({}x{} latent tiles)", ctx.where(), tiles.tile_x, tiles.tile_y);
+    log::warn("{}low-memory mode: tiled VAE decoding ({}x{} latent tiles)", ctx.where(), tiles.tile_x,
+              tiles.tile_y);
     return vae_decode_tiled(model, z, tiles, r.options);
   }
   r.options.batch = batch_for(r.free_memory, vae_decode_memory(z.sizes().vec(), vae.vae.dtype));
@@ -134,7 +135,8 @@ at::Tensor encode_pixels(NodeContext& ctx, const VaeValue& vae, const at::Tensor
   const std::vector<int64_t> shape{cropped.size(0), cropped.size(3), cropped.size(1), cropped.size(2)};
   if (r.low_memory > 0) {
     const VaeTiles tiles = shrink_tiles(kVaeEncodeTilesDefault, r.low_memory - 1, 64);
-    log::warn("{}low-memory mode: tiled VAE encoding ({}x{} pixel tiles)", ctx.where(), tiles.tile_x, tiles.tile_y);
+    log::warn("{}low-memory mode: tiled VAE encoding ({}x{} pixel tiles)", ctx.where(), tiles.tile_x,
+              tiles.tile_y);
     return vae_encode_tiled(model, image, tiles, r.options);
   }
   r.options.batch = batch_for(r.free_memory, vae_encode_memory(shape, vae.vae.dtype));

@@ -21,9 +21,9 @@ struct PlanOptions {
 };
 
 struct PlannedModel {
-  std::string id;      // "unet@4": part and loader node id
-  std::string file;    // model file name as the workflow gives it
-  std::string dtype;   // storage dtype on the device, libtorch's name ("Half", "BFloat16", ...)
+  std::string id;     // "unet@4": part and loader node id
+  std::string file;   // model file name as the workflow gives it
+  std::string dtype;  // storage dtype on the device, libtorch's name ("Half", "BFloat16", ...)
   int64_t bytes = 0;
   int64_t largest_block_bytes = 0;
   bool text_encoder = false;
@@ -32,14 +32,14 @@ struct PlannedModel {
 struct PlannedNode {
   std::string node_id;
   std::string class_type;
-  std::vector<std::string> models;  // PlannedModel ids of the models this node runs
-  std::string shape;                // the latent/image it works on, e.g. "latent [1, 4, 64, 64]"
-  int64_t weight_bytes = 0;         // those models fully loaded
-  int64_t activation_bytes = 0;     // ComfyUI's estimate at the full batch (UNet: cond batch of 2B)
-  int64_t min_activation_bytes = 0; // what it falls back to (UNet: batch B; VAE: one image)
+  std::vector<std::string> models;     // PlannedModel ids of the models this node runs
+  std::string shape;                   // the latent/image it works on, e.g. "latent [1, 4, 64, 64]"
+  int64_t weight_bytes = 0;            // those models fully loaded
+  int64_t activation_bytes = 0;        // ComfyUI's estimate at the full batch (UNet: cond batch of 2B)
+  int64_t min_activation_bytes = 0;    // what it falls back to (UNet: batch B; VAE: one image)
   int64_t tiled_activation_bytes = 0;  // VAE nodes: with ComfyUI's fallback tiles; 0 otherwise
   bool vae = false;
-  std::string note;                 // "shape unknown", "model unknown", ...
+  std::string note;  // "shape unknown", "model unknown", ...
 };
 
 // One VRAM mode, as the flags select it.
@@ -54,14 +54,14 @@ struct PlannedMode {
 };
 
 struct MemoryPlan {
-  std::string device;          // "cuda:0 (NVIDIA H200)" or "assumed CUDA GPU (compute capability 8)"
-  int64_t total_vram = 0;      // 0 when unknown
-  int64_t budget_bytes = 0;    // 0: nothing to check against
-  std::string budget_source;   // "--vram-budget", "total VRAM less --reserve-vram", ""
+  std::string device;         // "cuda:0 (NVIDIA H200)" or "assumed CUDA GPU (compute capability 8)"
+  int64_t total_vram = 0;     // 0 when unknown
+  int64_t budget_bytes = 0;   // 0: nothing to check against
+  std::string budget_source;  // "--vram-budget", "total VRAM less --reserve-vram", ""
   std::vector<PlannedModel> models;
-  std::vector<PlannedNode> nodes;  // in execution order
-  std::vector<PlannedMode> modes;  // --gpu-only, --normalvram, --lowvram, --novram
-  std::vector<std::string> advice; // one sentence each: which flags fit, which nodes need tiling
+  std::vector<PlannedNode> nodes;   // in execution order
+  std::vector<PlannedMode> modes;   // --gpu-only, --normalvram, --lowvram, --novram
+  std::vector<std::string> advice;  // one sentence each: which flags fit, which nodes need tiling
 };
 
 }  // namespace sdflow

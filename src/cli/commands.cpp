@@ -134,8 +134,8 @@ void write_report(const std::string& path, const RunResult* result, const std::s
 }
 
 void print_node_table(const RunResult& r) {
-  std::fprintf(stderr, "%-8s %-26s %9s %11s %11s %11s %10s  %s\n", "node", "class_type", "seconds", "VRAM peak",
-               "reserved", "RSS peak", "streamed", "loaded/evicted");
+  std::fprintf(stderr, "%-8s %-26s %9s %11s %11s %11s %10s  %s\n", "node", "class_type", "seconds",
+               "VRAM peak", "reserved", "RSS peak", "streamed", "loaded/evicted");
   for (const auto& n : r.nodes) {
     if (n.cached) {
       std::fprintf(stderr, "%-8s %-26s %9s\n", n.node_id.c_str(), n.class_type.c_str(), "cached");
@@ -147,8 +147,8 @@ void print_node_table(const RunResult& r) {
     for (const auto& m : n.oom_recovery) models += "oom:" + m + " ";
     char secs[32];
     std::snprintf(secs, sizeof secs, "%.3f", n.seconds);
-    std::fprintf(stderr, "%-8s %-26s %9s %11s %11s %11s %10s  %s\n", n.node_id.c_str(), n.class_type.c_str(), secs,
-                 fmt_bytes(n.peak_vram_allocated).c_str(), fmt_bytes(n.peak_vram_reserved).c_str(),
+    std::fprintf(stderr, "%-8s %-26s %9s %11s %11s %11s %10s  %s\n", n.node_id.c_str(), n.class_type.c_str(),
+                 secs, fmt_bytes(n.peak_vram_allocated).c_str(), fmt_bytes(n.peak_vram_reserved).c_str(),
                  fmt_bytes(n.peak_host_rss).c_str(), fmt_bytes(n.bytes_streamed).c_str(), models.c_str());
   }
 }
@@ -247,14 +247,20 @@ nlohmann::json plan_json(const MemoryPlan& p) {
                      {"need_node", m.need_node},
                      {"fits", m.fits},
                      {"needs_tiling", m.needs_tiling}});
-  return {{"device", p.device}, {"total_vram", p.total_vram},  {"budget_bytes", p.budget_bytes},
-          {"budget_source", p.budget_source}, {"models", models}, {"nodes", nodes},
-          {"modes", modes}, {"advice", p.advice}};
+  return {{"device", p.device},
+          {"total_vram", p.total_vram},
+          {"budget_bytes", p.budget_bytes},
+          {"budget_source", p.budget_source},
+          {"models", models},
+          {"nodes", nodes},
+          {"modes", modes},
+          {"advice", p.advice}};
 }
 
 void print_plan(const MemoryPlan& p) {
   std::printf("device: %s\n", p.device.c_str());
-  if (p.budget_bytes > 0) std::printf("budget: %s (%s)\n", fmt_bytes(p.budget_bytes).c_str(), p.budget_source.c_str());
+  if (p.budget_bytes > 0)
+    std::printf("budget: %s (%s)\n", fmt_bytes(p.budget_bytes).c_str(), p.budget_source.c_str());
   std::printf("\nmodels:\n");
   for (const auto& m : p.models)
     std::printf("  %-14s %-10s %11s  largest block %10s  %s\n", m.id.c_str(), m.dtype.c_str(),
@@ -275,7 +281,10 @@ void print_plan(const MemoryPlan& p) {
   std::printf("\n");
   for (const auto& m : p.modes)
     std::printf("%-12s needs %10s at %-22s %s\n", m.flags.c_str(), fmt_bytes(m.need_bytes).c_str(),
-                m.need_node.c_str(), p.budget_bytes <= 0 ? "" : m.fits ? "fits" : "does not fit");
+                m.need_node.c_str(),
+                p.budget_bytes <= 0 ? ""
+                : m.fits            ? "fits"
+                                    : "does not fit");
   std::printf("\n");
   for (const auto& a : p.advice) std::printf("%s\n", a.c_str());
 }

@@ -64,14 +64,16 @@ int main(int argc, char** argv) {
 
   PlanArgs plan_args;
   auto* plan = app.add_subcommand(
-      "plan", "Predict each node's VRAM need and which flags fit a budget (--vram-budget GB), without running.");
+      "plan",
+      "Predict each node's VRAM need and which flags fit a budget (--vram-budget GB), without running.");
   plan->fallthrough();
   plan->add_option("workflow", plan_args.workflow, "Workflow file.")->required();
   plan->add_option("--set", plan_args.sets, "Change a constant input first: NODE.INPUT=VALUE.")->take_all();
   plan->add_flag("--json", plan_args.json, "Print the plan as JSON.");
-  plan->add_option("--assume-cc", plan_args.assume_cc,
-                   "Without a GPU here, plan for a CUDA GPU of this compute capability (default 8: fp16 UNet, "
-                   "bf16 VAE).")
+  plan->add_option(
+          "--assume-cc", plan_args.assume_cc,
+          "Without a GPU here, plan for a CUDA GPU of this compute capability (default 8: fp16 UNet, "
+          "bf16 VAE).")
       ->capture_default_str();
 
   NodesArgs nodes_args;

@@ -46,7 +46,8 @@ HostMemory host_memory() {
   // VmHWM follows reset_peak_rss(); ru_maxrss never resets.
   m.peak_rss = status_kib("VmHWM") * 1024;
   rusage ru{};
-  if (m.peak_rss == 0 && getrusage(RUSAGE_SELF, &ru) == 0) m.peak_rss = static_cast<int64_t>(ru.ru_maxrss) * 1024;
+  if (m.peak_rss == 0 && getrusage(RUSAGE_SELF, &ru) == 0)
+    m.peak_rss = static_cast<int64_t>(ru.ru_maxrss) * 1024;
   return m;
 }
 

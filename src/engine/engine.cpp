@@ -247,7 +247,8 @@ class Engine::Impl {
   void cancel() { cancel_.request(); }
 
   MemoryPlan plan(const WorkflowHandle& wf, const PlanOptions& options) const {
-    ValidationReport report = validate_workflow(wf.impl().workflow, registry_, validation_options(/*strict=*/true));
+    ValidationReport report =
+        validate_workflow(wf.impl().workflow, registry_, validation_options(/*strict=*/true));
     if (!report.ok()) throw ValidationFailed(std::move(report));
     const ExecutionPlan order = plan_execution(report.normalized, report.outputs);
     PlanEnvironment env;
@@ -264,7 +265,8 @@ class Engine::Impl {
     } else {
       // No GPU here: plan for the kind the workflow will run on.
       env.caps = {true, options.assume_compute_capability};
-      env.device_name = "assumed CUDA GPU (compute capability " + std::to_string(options.assume_compute_capability) + ")";
+      env.device_name =
+          "assumed CUDA GPU (compute capability " + std::to_string(options.assume_compute_capability) + ")";
     }
     return plan_memory(report.normalized, order.order, env, options);
   }

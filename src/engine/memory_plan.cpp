@@ -35,7 +35,8 @@ std::string shape_text(const std::string& what, const Shape& s) {
 
 std::string gib(int64_t bytes) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(bytes) / static_cast<double>(int64_t{1} << 30));
+  std::snprintf(buf, sizeof buf, "%.2f GiB",
+                static_cast<double>(bytes) / static_cast<double>(int64_t{1} << 30));
   return buf;
 }
 
@@ -132,7 +133,8 @@ class Planner {
   void load_vae(const WorkflowNode& n) {
     const std::string name = as_string(n.inputs, "vae_name");
     const ModelFootprint fp = reading(n, [&] {
-      return vae_footprint(StateDict::open(env_.folders->resolve("vae", name).string()), env_.options, env_.caps);
+      return vae_footprint(StateDict::open(env_.folders->resolve("vae", name).string()), env_.options,
+                           env_.caps);
     });
     refs_[{n.id, 0}] = {add_model("vae@" + n.id, name, fp, false).id};
   }
@@ -333,20 +335,20 @@ class Planner {
   MemoryPlan plan_;
   std::map<Slot, Shape> shapes_;
   std::map<Slot, std::vector<std::string>> refs_;  // which models a MODEL/CLIP/VAE output carries
-  std::map<std::string, UnetInfo> unet_info_;     // by loader node id
+  std::map<std::string, UnetInfo> unet_info_;      // by loader node id
 };
 
 // --- modes ------------------------------------------------------------------------------------
 
 struct ModeRule {
   const char* flags;
-  bool keep_all;         // --gpu-only/--highvram: nothing is unloaded between nodes
-  bool text_encoder_cpu; // text_encoder_device() is the CPU
-  bool streams;          // weights may stream: two largest blocks resident at a time
+  bool keep_all;          // --gpu-only/--highvram: nothing is unloaded between nodes
+  bool text_encoder_cpu;  // text_encoder_device() is the CPU
+  bool streams;           // weights may stream: two largest blocks resident at a time
 };
 
-void evaluate_modes(MemoryPlan& plan, const std::map<std::string, PlannedModel>& models, const MemoryOptions& o,
-                    bool gpu_fp16) {
+void evaluate_modes(MemoryPlan& plan, const std::map<std::string, PlannedModel>& models,
+                    const MemoryOptions& o, bool gpu_fp16) {
   // ComfyUI's text_encoder_device: the GPU only with --gpu-only, or in HIGH/NORMAL on fp16 GPUs.
   const ModeRule rules[] = {{"--gpu-only", true, false, false},
                             {"--normalvram", false, !gpu_fp16, false},
@@ -419,7 +421,8 @@ void write_advice(MemoryPlan& plan, const MemoryOptions& o) {
                           " (sdflow and ComfyUI switch to tiles after running out of memory; VAEDecodeTiled/"
                           "VAEEncodeTiled or --cpu-vae avoid the failed first try)");
   if (best->flags == std::string("--lowvram") || best->flags == std::string("--novram"))
-    plan.advice.push_back(std::string(best->flags) + " keeps the text encoders on the CPU and streams weights" +
+    plan.advice.push_back(std::string(best->flags) +
+                          " keeps the text encoders on the CPU and streams weights" +
                           " that do not fit (docs/MEMORY.md)");
 }
 
@@ -440,8 +443,8 @@ int64_t vae_tiled_encode_memory(int64_t h, int64_t w, int64_t tx, int64_t ty, at
   return vae_encode_memory({1, 3, 1, area}, dtype);
 }
 
-MemoryPlan plan_memory(const Workflow& workflow, const std::vector<std::string>& order, const PlanEnvironment& env,
-                       const PlanOptions& options) {
+MemoryPlan plan_memory(const Workflow& workflow, const std::vector<std::string>& order,
+                       const PlanEnvironment& env, const PlanOptions& options) {
   Planner planner(workflow, env);
   MemoryPlan plan = planner.run(order);
   plan.device = env.device_name;
@@ -454,8 +457,9 @@ MemoryPlan plan_memory(const Workflow& workflow, const std::vector<std::string>&
     plan.budget_bytes = static_cast<int64_t>(*env.options.vram_budget_gb * kGiB);
     plan.budget_source = "--vram-budget";
   } else if (env.total_vram > 0) {
-    const int64_t reserve = env.options.reserve_vram_gb ? static_cast<int64_t>(*env.options.reserve_vram_gb * kGiB)
-                                                        : int64_t{400} << 20;
+    const int64_t reserve = env.options.reserve_vram_gb
+                                ? static_cast<int64_t>(*env.options.reserve_vram_gb * kGiB)
+                                : int64_t{400} << 20;
     plan.budget_bytes = std::max<int64_t>(0, env.total_vram - reserve);
     plan.budget_source = "total VRAM less --reserve-vram";
   }

@@ -10,8 +10,8 @@
 
 #include "io/model_folders.h"
 #include "memory/precision.h"
-#include "nodes/services.h"
 #include "nodeapi/registry.h"
+#include "nodes/services.h"
 #include "sdflow/memory.h"
 #include "sdflow/plan.h"
 #include "workflow/workflow.h"
@@ -23,9 +23,9 @@ struct PlanEnvironment {
   const ModelFolders* folders = nullptr;
   const nodes::EnginePaths* paths = nullptr;  // LoadImage's folders (image sizes)
   MemoryOptions options;
-  DeviceCaps caps;                  // the GPU planned for
+  DeviceCaps caps;  // the GPU planned for
   std::string device_name;
-  int64_t total_vram = 0;           // 0 when unknown
+  int64_t total_vram = 0;  // 0 when unknown
 };
 
 // `workflow`: validated and normalized; `order`: the execution plan's order. Throws

@@ -16,13 +16,15 @@ std::string first_line(const std::string& s) { return s.substr(0, s.find('\n'));
 
 std::string gib(int64_t bytes) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(bytes) / static_cast<double>(int64_t{1} << 30));
+  std::snprintf(buf, sizeof buf, "%.2f GiB",
+                static_cast<double>(bytes) / static_cast<double>(int64_t{1} << 30));
   return buf;
 }
 
 std::string mib(int64_t bytes) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / static_cast<double>(int64_t{1} << 20));
+  std::snprintf(buf, sizeof buf, "%.1f MiB",
+                static_cast<double>(bytes) / static_cast<double>(int64_t{1} << 20));
   return buf;
 }
 
@@ -52,7 +54,8 @@ bool OomLadder::next(const NodeFailure& f) {
         return true;
       case 1:
         if (memory_.residency().resident_bytes() == 0) continue;  // nothing to evict
-        log::warn("{}unloading {} of idle models and retrying", at, mib(memory_.residency().resident_bytes()));
+        log::warn("{}unloading {} of idle models and retrying", at,
+                  mib(memory_.residency().resident_bytes()));
         // Only the device's models: those on the host (CPU text encoders) take no VRAM.
         memory_.residency().evict_all();
         memory_.device().empty_cache();
@@ -87,7 +90,8 @@ std::string OomLadder::give_up(const NodeFailure& f) const {
   const std::vector<std::string> hints = memory_flag_hints(memory_, f.class_type);
   if (!hints.empty()) {
     msg += ". Try ";
-    for (size_t i = 0; i < hints.size(); ++i) msg += (i ? (i + 1 == hints.size() ? " or " : ", ") : "") + hints[i];
+    for (size_t i = 0; i < hints.size(); ++i)
+      msg += (i ? (i + 1 == hints.size() ? " or " : ", ") : "") + hints[i];
   }
   return msg;
 }
@@ -110,8 +114,10 @@ std::vector<std::string> memory_flag_hints(const MemoryManager& memory, const st
   if (state == VramState::kHighVram || state == VramState::kNormalVram) hints.push_back("--lowvram");
   if (state != VramState::kNoVram && state != VramState::kDisabled) hints.push_back("--novram");
   if (vae && !o.cpu_vae) hints.push_back("--cpu-vae");
-  if (vae) hints.push_back(class_type.find("Encode") != std::string::npos ? "VAEEncodeTiled with a smaller tile_size"
-                                                                          : "VAEDecodeTiled with a smaller tile_size");
+  if (vae)
+    hints.push_back(class_type.find("Encode") != std::string::npos
+                        ? "VAEEncodeTiled with a smaller tile_size"
+                        : "VAEDecodeTiled with a smaller tile_size");
   if (memory.budget_bytes() > 0) hints.push_back("a larger --vram-budget");
   if (o.reserve_vram_gb && *o.reserve_vram_gb > 0.4) hints.push_back("a smaller --reserve-vram");
   hints.push_back("a smaller batch or image size");

@@ -19,8 +19,8 @@ namespace sdflow {
 struct NodeFailure {
   std::string node_id;
   std::string class_type;
-  int attempt = 1;       // 1 for the first failure of this node in this run
-  std::string message;   // the error's text, as thrown
+  int attempt = 1;      // 1 for the first failure of this node in this run
+  std::string message;  // the error's text, as thrown
 };
 
 class NodeRecovery {

@@ -29,7 +29,8 @@ namespace {
 
 class RecordingResidency final : public Residency {
  public:
-  RecordingResidency(std::unique_ptr<Residency> inner, ActivityLog& log) : inner_(std::move(inner)), log_(log) {}
+  RecordingResidency(std::unique_ptr<Residency> inner, ActivityLog& log)
+      : inner_(std::move(inner)), log_(log) {}
   using Residency::acquire;
 
   BlockLease acquire(const WeightStore& store, const std::string& block, const WeightPatch* patch) override {

@@ -16,7 +16,7 @@ namespace sdflow {
 
 struct MemoryActivity {
   int64_t bytes_streamed = 0;
-  std::vector<std::string> loaded;   // model names (WeightStore::model_name), in order
+  std::vector<std::string> loaded;  // model names (WeightStore::model_name), in order
   std::vector<std::string> evicted;
 };
 

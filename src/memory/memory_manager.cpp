@@ -74,9 +74,10 @@ void MemoryManager::init() {
   }
   const MemoryStats vram = stats();
   const HostMemory ram = host_memory();
-  log::debug("memory: device {}, total VRAM {} MB (free {} MB), total RAM {} MB (available {} MB), vram state {}",
-             device_->name(), vram.total >> 20, vram.free >> 20, ram.total >> 20, ram.available >> 20,
-             to_string(state_));
+  log::debug(
+      "memory: device {}, total VRAM {} MB (free {} MB), total RAM {} MB (available {} MB), vram state {}",
+      device_->name(), vram.total >> 20, vram.free >> 20, ram.total >> 20, ram.available >> 20,
+      to_string(state_));
 }
 
 MemoryStats MemoryManager::stats() const {

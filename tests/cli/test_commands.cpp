@@ -28,8 +28,9 @@ class Cli : public ::testing::Test {
 TEST_F(Cli, HelpListsCommandsAndComfyFlags) {
   auto r = run_sdflow("--help", tmp);
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* s : {"run", "validate", "plan", "nodes", "info", "--lowvram", "--novram", "--gpu-only", "--reserve-vram",
-                        "--vram-budget", "--fp8_e4m3fn-unet", "--use-sage-attention", "--cache-none"})
+  for (const char* s :
+       {"run", "validate", "plan", "nodes", "info", "--lowvram", "--novram", "--gpu-only", "--reserve-vram",
+        "--vram-budget", "--fp8_e4m3fn-unet", "--use-sage-attention", "--cache-none"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s;
 }
 
@@ -211,7 +212,8 @@ TEST_F(Cli, InfoDescribesAValidFile) {
 TEST_F(Cli, PlanPredictsEachNodeAndTheFlagsThatFit) {
   auto models = tmp.path() / "models";
   std::filesystem::create_directories(models / "checkpoints");
-  auto r = run_sdflow("make-checkpoint --tiny --arch sd15 " + q(models / "checkpoints" / "tiny.safetensors"), tmp);
+  auto r =
+      run_sdflow("make-checkpoint --tiny --arch sd15 " + q(models / "checkpoints" / "tiny.safetensors"), tmp);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   nlohmann::json wf = default_api();
   wf["4"]["inputs"]["ckpt_name"] = "tiny.safetensors";
@@ -232,7 +234,8 @@ TEST_F(Cli, PlanPredictsEachNodeAndTheFlagsThatFit) {
 
   r = run_sdflow("--models-dir " + q(models) + " plan " + q(path) + " --vram-budget 2", tmp);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (const char* s : {"unet@4", "clip_l@4", "vae@4", "KSampler", "VAEDecode", "--lowvram", "fits in 2.00 GiB"})
+  for (const char* s :
+       {"unet@4", "clip_l@4", "vae@4", "KSampler", "VAEDecode", "--lowvram", "fits in 2.00 GiB"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
 
   // A missing model is a validation error, before anything is read.

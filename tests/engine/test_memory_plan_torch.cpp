@@ -66,13 +66,24 @@ class PlanTest : public ::testing::Test {
   std::string txt2img(int size, int batch) const {
     nlohmann::json wf = {
         {"4", {{"class_type", "CheckpointLoaderSimple"}, {"inputs", {{"ckpt_name", "tiny.safetensors"}}}}},
-        {"5", {{"class_type", "EmptyLatentImage"}, {"inputs", {{"width", size}, {"height", size}, {"batch_size", batch}}}}},
+        {"5",
+         {{"class_type", "EmptyLatentImage"},
+          {"inputs", {{"width", size}, {"height", size}, {"batch_size", batch}}}}},
         {"6", {{"class_type", "CLIPTextEncode"}, {"inputs", {{"text", "a cat"}, {"clip", {"4", 1}}}}}},
         {"7", {{"class_type", "CLIPTextEncode"}, {"inputs", {{"text", "blurry"}, {"clip", {"4", 1}}}}}},
-        {"3", {{"class_type", "KSampler"},
-               {"inputs", {{"seed", 1}, {"steps", 20}, {"cfg", 7.0}, {"sampler_name", "euler"},
-                           {"scheduler", "normal"}, {"denoise", 1.0}, {"model", {"4", 0}},
-                           {"positive", {"6", 0}}, {"negative", {"7", 0}}, {"latent_image", {"5", 0}}}}}},
+        {"3",
+         {{"class_type", "KSampler"},
+          {"inputs",
+           {{"seed", 1},
+            {"steps", 20},
+            {"cfg", 7.0},
+            {"sampler_name", "euler"},
+            {"scheduler", "normal"},
+            {"denoise", 1.0},
+            {"model", {"4", 0}},
+            {"positive", {"6", 0}},
+            {"negative", {"7", 0}},
+            {"latent_image", {"5", 0}}}}}},
         {"8", {{"class_type", "VAEDecode"}, {"inputs", {{"samples", {"3", 0}}, {"vae", {"4", 2}}}}}},
         {"9", {{"class_type", "SaveImage"}, {"inputs", {{"images", {"8", 0}}, {"filename_prefix", "x"}}}}}};
     return wf.dump();
@@ -134,7 +145,8 @@ TEST_F(PlanTest, ActivationsFollowTheShapesThroughTheGraph) {
   const PlannedNode& ks = node(p, "3");
   EXPECT_EQ(ks.shape, "latent [2, 4, 128, 128]");
   EXPECT_EQ(ks.models, (std::vector<std::string>{"unet@4"}));
-  EXPECT_EQ(ks.activation_bytes, static_cast<int64_t>(unet_memory_required({4, 4, 128, 128}, at::kHalf, 1.0, true)));
+  EXPECT_EQ(ks.activation_bytes,
+            static_cast<int64_t>(unet_memory_required({4, 4, 128, 128}, at::kHalf, 1.0, true)));
   EXPECT_EQ(ks.min_activation_bytes,
             static_cast<int64_t>(unet_memory_required({2, 4, 128, 128}, at::kHalf, 1.0, true)));
   const PlannedNode& vd = node(p, "8");

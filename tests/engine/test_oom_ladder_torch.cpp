@@ -20,8 +20,9 @@ using test::num;
 using test::workflow;
 
 c10::OutOfMemoryError cuda_oom() {
-  return c10::OutOfMemoryError({__func__, __FILE__, static_cast<uint32_t>(__LINE__)},
-                               "CUDA out of memory. Tried to allocate 1.00 GiB (GPU 0; 4.00 GiB total capacity)");
+  return c10::OutOfMemoryError(
+      {__func__, __FILE__, static_cast<uint32_t>(__LINE__)},
+      "CUDA out of memory. Tried to allocate 1.00 GiB (GPU 0; 4.00 GiB total capacity)");
 }
 
 // libtorch builds and code paths that report the failure as a plain c10::Error.
@@ -33,7 +34,8 @@ TEST(OomDetection, RecognisesEveryWayLibtorchSaysCudaOutOfMemory) {
   EXPECT_TRUE(compat::is_cuda_out_of_memory(cuda_oom()));
   EXPECT_TRUE(compat::is_cuda_out_of_memory(plain_oom("CUDA out of memory. Tried to allocate 20.00 MiB")));
   EXPECT_TRUE(compat::is_cuda_out_of_memory(plain_oom("CUDA error: out of memory\nCUDA kernel errors ...")));
-  EXPECT_TRUE(compat::is_cuda_out_of_memory(plain_oom("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling ...")));
+  EXPECT_TRUE(
+      compat::is_cuda_out_of_memory(plain_oom("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling ...")));
   EXPECT_FALSE(compat::is_cuda_out_of_memory(plain_oom("DefaultCPUAllocator: can't allocate memory")));
   EXPECT_FALSE(compat::is_cuda_out_of_memory(plain_oom("shape mismatch")));
   // Only libtorch's own errors count: a message alone proves nothing.
@@ -83,9 +85,10 @@ class OomLadderTest : public ::testing::Test {
   RunSummary run(const std::string& cls) {
     RunContext ctx;
     ctx.recovery = ladder.get();
-    return Executor(registry).run(workflow({node("1", "Const", {{"value", 5}}), node("2", cls, {{"x", link("1")}}),
-                                            node("3", "Sink", {{"x", link("2")}})}),
-                                  ctx);
+    return Executor(registry).run(
+        workflow({node("1", "Const", {{"value", 5}}), node("2", cls, {{"x", link("1")}}),
+                  node("3", "Sink", {{"x", link("2")}})}),
+        ctx);
   }
 
   std::string run_error(const std::string& cls) {
@@ -148,7 +151,8 @@ TEST_F(OomLadderTest, ThirdRungSwitchesToLowMemoryModeForTheNodeOnly) {
   consults = true;
   EXPECT_EQ(num(run("VAEDecode").outputs.at("3").at(0)), 5);
   EXPECT_EQ(levels, (std::vector<int>{0, 0, 0, 1}));
-  EXPECT_EQ(ladder->rungs_taken(), (std::vector<std::string>{"empty_cache", "unload_models", "low_memory_1"}));
+  EXPECT_EQ(ladder->rungs_taken(),
+            (std::vector<std::string>{"empty_cache", "unload_models", "low_memory_1"}));
   EXPECT_EQ(memory->low_memory_level(), 0);  // back to normal once the node finished
 }
 
@@ -162,11 +166,12 @@ TEST_F(OomLadderTest, AlwaysFailingNodeClimbsEveryRungThenNamesTheFlagsThatHelp)
   const std::string msg = run_error("VAEDecode");
   EXPECT_EQ(levels, (std::vector<int>{0, 0, 0, 1, 2}));
   EXPECT_EQ(rec.runs["2"], 5);
-  EXPECT_EQ(msg,
-            "[VAEDecode #2] out of memory on fake-gpu (--vram-budget 4.00 GiB) after trying empty_cache, "
-            "unload_models, low_memory_1, low_memory_2: CUDA out of memory. Tried to allocate 1.00 GiB (GPU 0; "
-            "4.00 GiB total capacity). Try --lowvram, --novram, --cpu-vae, VAEDecodeTiled with a smaller "
-            "tile_size, a larger --vram-budget or a smaller batch or image size");
+  EXPECT_EQ(
+      msg,
+      "[VAEDecode #2] out of memory on fake-gpu (--vram-budget 4.00 GiB) after trying empty_cache, "
+      "unload_models, low_memory_1, low_memory_2: CUDA out of memory. Tried to allocate 1.00 GiB (GPU 0; "
+      "4.00 GiB total capacity). Try --lowvram, --novram, --cpu-vae, VAEDecodeTiled with a smaller "
+      "tile_size, a larger --vram-budget or a smaller batch or image size");
   EXPECT_EQ(memory->low_memory_level(), 0);
 }
 
@@ -178,9 +183,10 @@ TEST_F(OomLadderTest, RungsThatCannotHelpAreSkipped) {
   failures_left = -1;
   const std::string msg = run_error("KSampler");
   EXPECT_EQ(rec.runs["2"], 2);
-  EXPECT_EQ(msg,
-            "[KSampler #2] out of memory on fake-gpu after trying empty_cache: CUDA out of memory. Tried to "
-            "allocate 1.00 GiB (GPU 0; 4.00 GiB total capacity). Try --novram or a smaller batch or image size");
+  EXPECT_EQ(
+      msg,
+      "[KSampler #2] out of memory on fake-gpu after trying empty_cache: CUDA out of memory. Tried to "
+      "allocate 1.00 GiB (GPU 0; 4.00 GiB total capacity). Try --novram or a smaller batch or image size");
 }
 
 TEST_F(OomLadderTest, EachNodeStartsAtTheBottomRung) {
@@ -192,9 +198,10 @@ TEST_F(OomLadderTest, EachNodeStartsAtTheBottomRung) {
   // A second workflow run: the same node fails once again and gets the first rung again.
   RunContext ctx;
   ctx.recovery = ladder.get();
-  Executor(registry).run(workflow({node("1", "Const", {{"value", 6}}), node("2", "KSampler", {{"x", link("1")}}),
-                                   node("3", "Sink", {{"x", link("2")}})}),
-                         ctx);
+  Executor(registry).run(
+      workflow({node("1", "Const", {{"value", 6}}), node("2", "KSampler", {{"x", link("1")}}),
+                node("3", "Sink", {{"x", link("2")}})}),
+      ctx);
   EXPECT_EQ(ladder->rungs_taken(), (std::vector<std::string>{"empty_cache"}));
   EXPECT_EQ(state->empty_cache_calls, 2);
 }

@@ -56,7 +56,8 @@ class PlacedCheckpoint : public ::testing::Test {
  protected:
   // The file, not just its tensors: tiny checkpoints are recognised by their metadata.
   static void SetUpTestSuite() {
-    path_ = std::filesystem::temp_directory_path() / ("sdflow_placement_" + std::to_string(::getpid()) + ".safetensors");
+    path_ = std::filesystem::temp_directory_path() /
+            ("sdflow_placement_" + std::to_string(::getpid()) + ".safetensors");
     CheckpointRecipe r;
     r.arch = "sd15";
     r.tiny = true;

@@ -22,13 +22,17 @@ struct FakeOom : std::runtime_error {
 class CountingRecovery final : public NodeRecovery {
  public:
   explicit CountingRecovery(int rungs) : rungs_(rungs) {}
-  bool recoverable(const std::exception& e) const override { return dynamic_cast<const FakeOom*>(&e) != nullptr; }
+  bool recoverable(const std::exception& e) const override {
+    return dynamic_cast<const FakeOom*>(&e) != nullptr;
+  }
   bool next(const NodeFailure& f) override {
     attempts.push_back(f.attempt);
     last_message = f.message;
     return static_cast<int>(attempts.size()) <= rungs_;
   }
-  std::string give_up(const NodeFailure& f) const override { return "gave up after " + std::to_string(f.attempt); }
+  std::string give_up(const NodeFailure& f) const override {
+    return "gave up after " + std::to_string(f.attempt);
+  }
   void node_finished(const std::string& id) override { finished.push_back(id); }
 
   std::vector<int> attempts;
@@ -113,8 +117,9 @@ TEST_F(RecoveryTest, OtherErrorsAreNotRetried) {
   Executor ex(registry);
   RunContext ctx;
   ctx.recovery = &recovery;
-  Workflow wf = workflow({node("1", "Const", {{"value", 1}}), node("2", "Fail", {{"x", link("1")}, {"mode", "error"}}),
-                          node("3", "Sink", {{"x", link("2")}})});
+  Workflow wf =
+      workflow({node("1", "Const", {{"value", 1}}), node("2", "Fail", {{"x", link("1")}, {"mode", "error"}}),
+                node("3", "Sink", {{"x", link("2")}})});
   try {
     ex.run(wf, ctx);
     FAIL() << "the run did not throw";

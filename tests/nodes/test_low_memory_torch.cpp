@@ -33,7 +33,10 @@ Vae load_vae(ModelNodeHarness& h) {
 }
 
 at::Tensor decode(ModelNodeHarness& h, const Vae& vae, const at::Tensor& z) {
-  return h.run("VAEDecode", inputs({{"samples", latent_value(z)}, {"vae", vae.value}})).at(0).as<ImageValue>()->images;
+  return h.run("VAEDecode", inputs({{"samples", latent_value(z)}, {"vae", vae.value}}))
+      .at(0)
+      .as<ImageValue>()
+      ->images;
 }
 
 at::Tensor encode(ModelNodeHarness& h, const Vae& vae, const at::Tensor& pixels) {

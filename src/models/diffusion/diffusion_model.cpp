@@ -131,7 +131,8 @@ double unet_memory_required(at::IntArrayRef shape, at::ScalarType dtype, double 
   double area = static_cast<double>(shape[0]);
   for (size_t i = 2; i < shape.size(); ++i) area *= static_cast<double>(shape[i]);
   constexpr double kMiB = 1024.0 * 1024.0;
-  if (flash_attention) return area * static_cast<double>(c10::elementSize(dtype)) * 0.01 * memory_usage_factor * kMiB;
+  if (flash_attention)
+    return area * static_cast<double>(c10::elementSize(dtype)) * 0.01 * memory_usage_factor * kMiB;
   return area * 0.15 * memory_usage_factor * kMiB;
 }
 

@@ -112,12 +112,14 @@ bool has_text_encoder(const StateDict& sd, ClipFamily family) {
 
 // Weight stores outlive nothing: when the last model using one goes (a cached loader output
 // dropped), its device copies go too, instead of staying in the residency forever.
-std::shared_ptr<const WeightStore> evict_on_release(std::shared_ptr<WeightStore> store, Residency& residency) {
+std::shared_ptr<const WeightStore> evict_on_release(std::shared_ptr<WeightStore> store,
+                                                    Residency& residency) {
   const WeightStore* raw = store.get();
-  return std::shared_ptr<const WeightStore>(raw, [store = std::move(store), &residency](const WeightStore* s) mutable {
-    residency.evict(*s);
-    store.reset();
-  });
+  return std::shared_ptr<const WeightStore>(
+      raw, [store = std::move(store), &residency](const WeightStore* s) mutable {
+        residency.evict(*s);
+        store.reset();
+      });
 }
 
 // Adds the file's name to detection errors that only name a key.

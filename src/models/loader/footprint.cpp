@@ -64,7 +64,8 @@ ModelFootprint from_prefix(const std::string& name, const StateDict& sd, const s
   return f;
 }
 
-ModelFootprint vae_from_keys(const StateDict& vae_weights, const MemoryOptions& options, const DeviceCaps& caps) {
+ModelFootprint vae_from_keys(const StateDict& vae_weights, const MemoryOptions& options,
+                             const DeviceCaps& caps) {
   const StateDict weights = normalize_vae_keys(vae_weights);
   const VaeConfig config = VaeConfig::detect(weights);
   return from_layout("vae", vae_params(config), choose_vae_dtype(options, caps).storage);
@@ -72,11 +73,13 @@ ModelFootprint vae_from_keys(const StateDict& vae_weights, const MemoryOptions& 
 
 }  // namespace
 
-CheckpointFootprint checkpoint_footprint(const StateDict& sd, const MemoryOptions& options, const DeviceCaps& caps) {
+CheckpointFootprint checkpoint_footprint(const StateDict& sd, const MemoryOptions& options,
+                                         const DeviceCaps& caps) {
   const CheckpointLayout layout = detect_checkpoint(sd);
   CheckpointFootprint out;
   out.family = layout.family;
-  const DiffusionModelConfig config = DiffusionModelConfig::for_family(layout.family, layout.unet, layout.prediction);
+  const DiffusionModelConfig config =
+      DiffusionModelConfig::for_family(layout.family, layout.unet, layout.prediction);
   out.memory_usage_factor = config.memory_usage_factor;
   out.latent_channels = config.latent_format.channels;
   const DtypeChoice unet_dt = choose_unet_dtype(options, caps, layout.unet_weight_dtype);
@@ -90,10 +93,11 @@ CheckpointFootprint checkpoint_footprint(const StateDict& sd, const MemoryOption
         out.text_encoders.push_back(from_prefix("clip_l", sd, "cond_stage_model.transformer.", te));
         break;
       case ClipFamily::kSd2:
-        out.text_encoders.push_back(from_prefix(
-            "clip_h", sd,
-            sd.count_prefix("cond_stage_model.model.") > 0 ? "cond_stage_model.model." : "conditioner.embedders.0.model.",
-            te));
+        out.text_encoders.push_back(from_prefix("clip_h", sd,
+                                                sd.count_prefix("cond_stage_model.model.") > 0
+                                                    ? "cond_stage_model.model."
+                                                    : "conditioner.embedders.0.model.",
+                                                te));
         break;
       case ClipFamily::kSdxl:
         out.text_encoders.push_back(from_prefix("clip_l", sd, "conditioner.embedders.0.transformer.", te));
@@ -108,7 +112,8 @@ CheckpointFootprint checkpoint_footprint(const StateDict& sd, const MemoryOption
   return out;
 }
 
-ModelFootprint vae_footprint(const StateDict& vae_file, const MemoryOptions& options, const DeviceCaps& caps) {
+ModelFootprint vae_footprint(const StateDict& vae_file, const MemoryOptions& options,
+                             const DeviceCaps& caps) {
   const StateDict weights =
       vae_file.count_prefix("first_stage_model.") > 0 ? vae_file.with_prefix("first_stage_model.") : vae_file;
   return vae_from_keys(weights, options, caps);

@@ -19,7 +19,7 @@ namespace sdflow {
 class StateDict;
 
 struct ModelFootprint {
-  std::string name;  // "unet", "clip_l", "clip_g", "clip_h", "vae"
+  std::string name;                   // "unet", "clip_l", "clip_g", "clip_h", "vae"
   at::ScalarType dtype = at::kFloat;  // storage dtype on the device
   int64_t bytes = 0;
   // The biggest residency block (what a streaming policy holds, twice when double buffered).
