@@ -8,9 +8,12 @@ void register_builtin_nodes(NodeRegistry& registry) {
   register_conditioning_nodes(registry);
   register_model_nodes(registry);
   register_loader_nodes(registry);
+  register_patch_nodes(registry);
   register_text_nodes(registry);
   register_vae_nodes(registry);
   register_sampling_nodes(registry);
+  register_memory_nodes(registry);
+  register_attention_nodes(registry);
 }
 
 const std::vector<std::string>& comfy_sampler_names() {

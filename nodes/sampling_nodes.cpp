@@ -138,9 +138,21 @@ Value common_ksampler(NodeContext& ctx, const NodeInputs& in, const KSamplerArgs
     req.guider.unet.attention = o.attention;
     req.guider.unet.upcast_attention = o.upcast_attention;
     req.guider.free_memory = [mm] { return mm->stats().free; };
+    req.guider.unet.free_memory = req.guider.free_memory;  // split / sub-quad chunking, per call
     // model_management.pytorch_attention_flash_attention(): PyTorch attention on NVIDIA.
     req.guider.flash_attention_estimate =
         device.is_cuda() && o.attention != AttentionBackend::kSplit && o.attention != AttentionBackend::kQuad;
+    // sampler_helpers._prepare_sampling: load the model with room for a cond+uncond batch, at
+    // least for one; block swap patches say which blocks stream whatever the room.
+    std::vector<int64_t> shape = latent_image.sizes().vec();
+    ModelLoad load;
+    load.store = &model->unet().weights();
+    load.minimum_memory_required =
+        static_cast<int64_t>(model->memory_required(shape, req.guider.flash_attention_estimate));
+    shape[0] *= 2;
+    load.memory_required = static_cast<int64_t>(model->memory_required(shape, req.guider.flash_attention_estimate));
+    load.stream_blocks = model->streamed_blocks();
+    mm->load_model(load);
   }
 
   LatentValue out = *latent;

@@ -18,7 +18,7 @@
 
 namespace sdflow::nodes {
 
-const AutoencoderKL& VaeValue::require(const std::string& where) const {
+const FirstStageModel& VaeValue::require(const std::string& where) const {
   if (!vae.model)
     throw Error(
         ErrorKind::kRuntime,
@@ -111,7 +111,7 @@ at::Tensor image_pixels(const NodeContext& ctx, const NodeInputs& in, const std:
 }  // namespace
 
 at::Tensor decode_latent(NodeContext& ctx, const VaeValue& vae, const at::Tensor& latent) {
-  const AutoencoderKL& model = vae.require("");
+  const FirstStageModel& model = vae.require("");
   VaeRun r = vae_run(ctx, vae);
   const at::Tensor z = latent.dim() == 5 ? latent.select(2, 0) : latent;
   if (r.low_memory > 0) {
@@ -129,9 +129,9 @@ at::Tensor decode_latent(NodeContext& ctx, const VaeValue& vae, const at::Tensor
 }
 
 at::Tensor encode_pixels(NodeContext& ctx, const VaeValue& vae, const at::Tensor& image) {
-  const AutoencoderKL& model = vae.require("");
+  const FirstStageModel& model = vae.require("");
   VaeRun r = vae_run(ctx, vae);
-  const at::Tensor cropped = vae_crop_pixels(image, model.config().downscale(), model.config().in_channels);
+  const at::Tensor cropped = vae_crop_pixels(image, model.downscale(), model.image_channels());
   const std::vector<int64_t> shape{cropped.size(0), cropped.size(3), cropped.size(1), cropped.size(2)};
   if (r.low_memory > 0) {
     const VaeTiles tiles = shrink_tiles(kVaeEncodeTilesDefault, r.low_memory - 1, 64);
@@ -170,11 +170,11 @@ class VAEDecodeTiled final : public Node {
  public:
   ValueList run(NodeContext& ctx, const NodeInputs& in) override {
     auto vae = vae_input(in);
-    const AutoencoderKL& model = vae->require("");
+    const FirstStageModel& model = vae->require("");
     const int64_t tile = in.at("tile_size").as_int();
     int64_t overlap = in.at("overlap").as_int();
     if (tile < overlap * 4) overlap = tile / 4;  // temporal_size/overlap only matter for video VAEs
-    const int64_t f = model.config().downscale();
+    const int64_t f = model.downscale();
     at::Tensor z = latent_samples(ctx, in);
     if (z.dim() == 5) z = z.select(2, 0);
     VaeRun r = vae_run(ctx, *vae);
@@ -187,7 +187,7 @@ class VAEEncodeTiled final : public Node {
  public:
   ValueList run(NodeContext& ctx, const NodeInputs& in) override {
     auto vae = vae_input(in);
-    const AutoencoderKL& model = vae->require("");
+    const FirstStageModel& model = vae->require("");
     const int64_t tile = in.at("tile_size").as_int();
     const int64_t overlap = in.at("overlap").as_int();
     VaeRun r = vae_run(ctx, *vae);
@@ -204,8 +204,8 @@ class VAEEncodeForInpaint final : public Node {
  public:
   ValueList run(NodeContext& ctx, const NodeInputs& in) override {
     auto vae = vae_input(in);
-    const AutoencoderKL& model = vae->require("");
-    const int64_t f = model.config().downscale();
+    const FirstStageModel& model = vae->require("");
+    const int64_t f = model.downscale();
     at::Tensor pixels = image_pixels(ctx, in, "pixels");
     at::Tensor mask = in.at("mask").as<MaskValue>()->mask;
     if (!mask.defined() || mask.dim() < 2)

@@ -1,4 +1,4 @@
-// VAE values: ComfyUI's VAE object (comfy/sd.py: VAE) — an AutoencoderKL with the latent format
+// VAE values: ComfyUI's VAE object (comfy/sd.py: VAE) — an AutoencoderKL or TAESD with the latent format
 // of the checkpoint it came from and its dtype — and the decode/encode paths the VAE nodes
 // share: batching by free memory, and the tiled fallback when a regular pass runs out of
 // memory (COMFY_COMPAT 2.6).
@@ -24,7 +24,7 @@ struct VaeValue final : Object {
   VaeModel vae;
 
   // Throws ComfyUI's "VAE is invalid" error (kRuntime, prefixed by `where`) without a model.
-  const AutoencoderKL& require(const std::string& where) const;
+  const FirstStageModel& require(const std::string& where) const;
 };
 
 inline Value make_vae(VaeModel v) {

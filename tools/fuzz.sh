@@ -51,6 +51,21 @@ case $target in
       done
     } >"$work/dict"
     ;;
+  fuzz_torch_checkpoint)
+    # Real torch.save files (tests/data/torch) and their bare pickles, which the fuzzer runs as
+    # data.pkl when an input has no zip header.
+    cp "$root"/tests/data/torch/* "$work/seeds/"
+    for f in "$root"/tests/data/torch/*.pth; do
+      unzip -p "$f" '*/data.pkl' >"$work/seeds/$(basename "$f" .pth).pkl" 2>/dev/null || true
+    done
+    {
+      for t in 'collections\x0aOrderedDict\x0a' 'torch._utils\x0a_rebuild_tensor_v2\x0a' 'torch\x0aFloatStorage\x0a' \
+        'torch\x0aHalfStorage\x0a' 'storage' 'data.pkl' 'byteorder' 'little' 'PK\x03\x04' 'PK\x01\x02' 'PK\x05\x06' \
+        'PK\x06\x06' 'PK\x06\x07' '\x80\x02' '\xff\xff\xff\xff'; do
+        printf '"%s"\n' "$t"
+      done
+    } >"$work/dict"
+    ;;
 esac
 
 dict_flag=()

@@ -78,11 +78,14 @@ struct NodeReport {
   double seconds = 0;
   int64_t peak_vram_allocated = 0;  // CUDA only (0 on the CPU)
   int64_t peak_vram_reserved = 0;
-  int64_t peak_host_rss = 0;                // the process's peak RSS while the node ran (bytes)
-  int64_t bytes_streamed = 0;               // weights copied host→device by streaming policies
-  std::vector<std::string> models_loaded;   // onto the device during the node
-  std::vector<std::string> models_evicted;  // from the device during the node
-  std::vector<std::string> oom_recovery;    // OOM ladder rungs taken before it succeeded
+  int64_t peak_host_rss = 0;
+  // Weights moved host→device during the node: blocks loaded to stay, blocks streamed (each
+  // use counts), and the models (weight stores, "unet (file.safetensors)") loaded and unloaded.
+  int64_t bytes_loaded = 0;
+  int64_t bytes_streamed = 0;
+  std::vector<std::string> models_loaded;
+  std::vector<std::string> models_evicted;
+  std::vector<std::string> oom_recovery;  // OOM ladder rungs taken before it succeeded
 };
 
 struct OutputImage {

@@ -52,7 +52,7 @@ const std::vector<std::pair<FlagChoice, AttentionBackend>> kAttentionFlags = {
     {{"--use-quad-cross-attention", "Sub-quadratic attention."}, AttentionBackend::kQuad},
     {{"--use-pytorch-cross-attention", "PyTorch scaled-dot-product attention."}, AttentionBackend::kPytorch},
     {{"--use-sage-attention", "INT8 Q.K^T attention (SageAttention's idea)."}, AttentionBackend::kSage},
-    {{"--use-flash-attention", "Flash attention."}, AttentionBackend::kFlash},
+    {{"--use-flash-attention", "Flash attention (runs PyTorch SDPA)."}, AttentionBackend::kFlash},
 };
 
 // Flags registered by add_comfy_flags and resolved in finish_comfy_flags.

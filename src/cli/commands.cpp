@@ -113,6 +113,7 @@ void write_report(const std::string& path, const RunResult* result, const std::s
                        {"peak_vram_allocated", n.peak_vram_allocated},
                        {"peak_vram_reserved", n.peak_vram_reserved},
                        {"peak_host_rss", n.peak_host_rss},
+                       {"bytes_loaded", n.bytes_loaded},
                        {"bytes_streamed", n.bytes_streamed},
                        {"models_loaded", n.models_loaded},
                        {"models_evicted", n.models_evicted},
@@ -363,6 +364,12 @@ int command_make_checkpoint(const CommonOptions& common, const MakeCheckpointArg
   else if (args.dtype == "fp32") recipe.dtype = at::kFloat;
   else if (args.dtype == "bf16") recipe.dtype = at::kBFloat16;
   else throw Error(ErrorKind::kUsage, "make-checkpoint: --dtype must be fp16, bf16 or fp32");
+  if (args.split) {
+    const std::string name = args.name.empty() ? args.arch + (args.tiny ? "-tiny" : "") : args.name;
+    for (const std::string& path : write_random_split(recipe, args.out, name)) std::cout << path << "\n";
+    return kExitOk;
+  }
+  if (!args.name.empty()) throw Error(ErrorKind::kUsage, "make-checkpoint: --name goes with --split");
   write_random_checkpoint(recipe, args.out);
   std::cout << args.out << "\n";
   return kExitOk;

@@ -51,6 +51,8 @@ struct MakeCheckpointArgs {
   uint64_t seed = 0;
   std::string dtype = "fp16";
   std::string out;
+  bool split = false;  // separate UNet / text encoder / VAE files under `out` (a models folder)
+  std::string name;    // their file name stem
 };
 
 int command_run(const CommonOptions& common, const RunArgs& args);

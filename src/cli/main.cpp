@@ -90,10 +90,17 @@ int main(int argc, char** argv) {
 
   MakeCheckpointArgs make_args;
   auto* make = app.add_subcommand(
-      "make-checkpoint", "Write a random-weight checkpoint in the real SD1.5/SDXL layout (for tests and benchmarks).");
+      "make-checkpoint",
+      "Write a random-weight checkpoint in the real SD1.5/SD2/SDXL/SDXL-refiner layout (for tests and benchmarks).");
   make->fallthrough();
-  make->add_option("out", make_args.out, "Output .safetensors file.")->required();
-  make->add_option("--arch", make_args.arch, "sd15 or sdxl.")->check(CLI::IsMember({"sd15", "sdxl"}))->capture_default_str();
+  make->add_option("out", make_args.out, "Output .safetensors file (with --split: the models folder).")->required();
+  make->add_option("--arch", make_args.arch, "sd15, sd2, sdxl or sdxl_refiner.")
+      ->check(CLI::IsMember({"sd15", "sd2", "sdxl", "sdxl_refiner"}))
+      ->capture_default_str();
+  make->add_flag("--split", make_args.split,
+                 "Write the UNet, text encoders and VAE as separate files under OUT/diffusion_models, "
+                 "OUT/text_encoders and OUT/vae (for UNETLoader, CLIPLoader, DualCLIPLoader, VAELoader).");
+  make->add_option("--name", make_args.name, "File name stem for --split (default: ARCH, or ARCH-tiny).");
   make->add_flag("--tiny", make_args.tiny, "Same structure with small widths and depths (CPU tests).");
   make->add_option("--seed", make_args.seed, "Random seed.")->capture_default_str();
   make->add_option("--dtype", make_args.dtype, "fp16, bf16 or fp32.")->capture_default_str();

@@ -26,6 +26,7 @@ class CpuDevice final : public ComputeDevice {
   void empty_cache() override {}
   void synchronize() override {}
   bool set_memory_limit(int64_t) override { return false; }
+  std::unique_ptr<CopyStream> make_copy_stream(bool) override { return make_host_copy_stream(); }
 };
 
 }  // namespace

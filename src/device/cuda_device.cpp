@@ -5,14 +5,47 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime_api.h>
 
+#include <ATen/Context.h>
+
+#include <cstdlib>
+#include <cstring>
+
 #include "core/error.h"
+#include "core/log.h"
 #include "device/device.h"
 
 namespace sdflow {
 
+std::unique_ptr<CopyStream> make_cuda_copy_stream(int index, bool own_stream);  // cuda_copy_stream.cpp
+
 namespace {
 
 namespace alloc = c10::cuda::CUDACachingAllocator;
+
+// SDFLOW_CUDNN_TF32 / SDFLOW_CUBLAS_TF32 = 0|1 override libtorch's fp32 math modes. They exist
+// to diagnose fp32 differences against ComfyUI (docs/PARITY.md), not as tuning knobs.
+void apply_math_overrides() {
+  auto flag = [](const char* name, bool& value) {
+    const char* v = std::getenv(name);
+    if (!v || !*v) return false;
+    value = std::strcmp(v, "0") != 0;
+    return true;
+  };
+  bool on = false;
+  if (flag("SDFLOW_CUDNN_TF32", on)) at::globalContext().setAllowTF32CuDNN(on);
+  if (flag("SDFLOW_CUBLAS_TF32", on)) at::globalContext().setAllowTF32CuBLAS(on);
+}
+
+// One line with the math modes that decide fp32 results, for parity reports.
+void log_math_modes(const std::string& device) {
+  auto& ctx = at::globalContext();
+  log::info("{}: cuDNN TF32 {}, cuBLAS TF32 {}, cuDNN benchmark {}, deterministic {}; SDPA flash {}, "
+            "mem-efficient {}, math {}",
+            device, ctx.allowTF32CuDNN() ? "on" : "off", ctx.allowTF32CuBLAS() ? "on" : "off",
+            ctx.benchmarkCuDNN() ? "on" : "off", ctx.deterministicCuDNN() ? "on" : "off",
+            ctx.userEnabledFlashSDP() ? "on" : "off", ctx.userEnabledMemEfficientSDP() ? "on" : "off",
+            ctx.userEnabledMathSDP() ? "on" : "off");
+}
 
 class CudaDevice final : public ComputeDevice {
  public:
@@ -25,6 +58,8 @@ class CudaDevice final : public ComputeDevice {
     // libtorch initialises the caching allocator lazily; its statistics calls throw "Invalid
     // device argument" until the first allocation, so make one now.
     at::empty({1}, at::TensorOptions().device(torch_device()));
+    apply_math_overrides();
+    log_math_modes(name());
   }
   int compute_capability_major() const override { return cc_major_; }
   at::Device torch_device() const override { return at::Device(at::kCUDA, index_); }
@@ -64,6 +99,9 @@ class CudaDevice final : public ComputeDevice {
     double fraction = std::min(1.0, static_cast<double>(bytes) / static_cast<double>(total_b));
     alloc::setMemoryFraction(fraction, index_);
     return true;
+  }
+  std::unique_ptr<CopyStream> make_copy_stream(bool own_stream) override {
+    return make_cuda_copy_stream(index_, own_stream);
   }
 
  private:

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "device/copy_stream.h"
 #include "sdflow/memory.h"
 
 namespace sdflow {
@@ -19,6 +20,9 @@ class ComputeDevice {
   virtual at::Device torch_device() const = 0;
   virtual bool is_cuda() const = 0;
   virtual std::string name() const = 0;  // "cpu", "cuda:0 (NVIDIA H200)"
+  // True when weights must be copied to be computed with (a GPU, or a test's fake device):
+  // the memory manager loads, evicts and streams only then. The CPU computes on host memory.
+  virtual bool has_own_memory() const { return is_cuda(); }
   // CUDA compute capability major version (8 = Ampere, 9 = Hopper); 0 for the CPU.
   virtual int compute_capability_major() const { return 0; }
   virtual MemoryStats stats() const = 0;
@@ -29,6 +33,9 @@ class ComputeDevice {
   // Caps what this process's allocator may hold on the device; allocations beyond it fail as
   // out-of-memory. Returns false when the device cannot enforce a cap (CPU).
   virtual bool set_memory_limit(int64_t bytes) = 0;
+  // Copies for streamed and loaded weights. own_stream = false (--disable-async-offload): every
+  // copy runs on the compute stream.
+  virtual std::unique_ptr<CopyStream> make_copy_stream(bool own_stream) = 0;
 };
 
 // Host memory as the OS reports it (bytes; 0 when unknown).

@@ -154,6 +154,7 @@ class Engine::Impl {
     // Model folders list model files; nodes reading the input folder (LoadImage, LoadLatent)
     // check their own files in Node::validate, so strict mode has nothing to add for them.
     v.list_files = [this](const std::string& folder) -> std::vector<std::string> {
+      if (folder == "vae") return vae_loader_names(folders_);  // VAELoader adds the TAESD names
       if (ModelFolders::is_known_kind(folder)) return folders_.list(folder);
       return {};
     };
@@ -197,11 +198,11 @@ class Engine::Impl {
           r.peak_vram_allocated = memory_.device().is_cuda() ? s.peak_allocated : 0;
           r.peak_vram_reserved = memory_.device().is_cuda() ? s.peak_reserved : 0;
           r.peak_host_rss = host_memory().peak_rss;
-          memory_.after_node();  // before taking the record: its evictions belong to this node
           MemoryActivity a = memory_.take_activity();
+          r.bytes_loaded = a.bytes_loaded;
           r.bytes_streamed = a.bytes_streamed;
-          r.models_loaded = std::move(a.loaded);
-          r.models_evicted = std::move(a.evicted);
+          r.models_loaded = std::move(a.models_loaded);
+          r.models_evicted = std::move(a.models_evicted);
           r.oom_recovery = ladder_.take_rungs();
         }
         result.nodes.push_back(r);

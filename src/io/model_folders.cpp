@@ -139,4 +139,19 @@ fs::path ModelFolders::resolve(const std::string& kind, const std::string& name)
   throw Error(ErrorKind::kValidation, message);
 }
 
+std::string taesd_file(const ModelFolders& folders, const std::string& name, const std::string& half) {
+  const std::string prefix = name + "_" + half + ".";
+  for (const std::string& f : folders.list("vae_approx"))
+    if (f.compare(0, prefix.size(), prefix) == 0) return f;
+  return "";
+}
+
+std::vector<std::string> vae_loader_names(const ModelFolders& folders) {
+  std::vector<std::string> names = folders.list("vae");
+  for (const std::string& tae : taesd_names())
+    if (!taesd_file(folders, tae, "encoder").empty() && !taesd_file(folders, tae, "decoder").empty())
+      names.push_back(tae);
+  return names;
+}
+
 }  // namespace sdflow

@@ -42,4 +42,17 @@ class ModelFolders {
   std::filesystem::path root_;
 };
 
+// ComfyUI's VAELoader choices (nodes.py VAELoader.vae_list): the files of "vae", then each
+// tiny-autoencoder name whose "<name>_encoder.*" and "<name>_decoder.*" files are both in
+// "vae_approx", in the order taesd, taesdxl, taesd3, taef1, taef2 (taef2 as newer ComfyUI lists
+// it). ComfyUI's "pixel_space" and video TAEs are not offered: sdflow does not run them.
+std::vector<std::string> vae_loader_names(const ModelFolders& folders);
+inline const std::vector<std::string>& taesd_names() {
+  static const std::vector<std::string> names{"taesd", "taesdxl", "taesd3", "taef1", "taef2"};
+  return names;
+}
+// The first "vae_approx" file starting with "<name>_<half>." (half: "encoder" or "decoder"), as
+// ComfyUI's load_taesd picks it; empty when there is none.
+std::string taesd_file(const ModelFolders& folders, const std::string& name, const std::string& half);
+
 }  // namespace sdflow

@@ -1,6 +1,9 @@
 #include "memory/memory_manager.h"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
+#include <utility>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -27,6 +30,15 @@ VramState resolve_vram_state(const MemoryOptions& o, bool have_gpu) {
     case VramMode::kGpuOnly: return VramState::kHighVram;
     default: return VramState::kNormalVram;  // ComfyUI v0.8.0 has no automatic low-VRAM switch
   }
+}
+
+bool text_encoder_on_gpu(const MemoryOptions& o, VramState state, const DeviceCaps& caps) {
+  if (!caps.is_gpu) return false;
+  if (o.vram == VramMode::kGpuOnly) return true;
+  if (state != VramState::kHighVram && state != VramState::kNormalVram) return false;
+  if (o.force_fp16) return true;
+  if (o.force_fp32) return false;
+  return caps.supports_fp16();
 }
 
 int64_t extra_reserved_vram(const MemoryOptions& o) {
@@ -58,20 +70,74 @@ MemoryManager::MemoryManager(const MemoryOptions& options, std::unique_ptr<Compu
 
 MemoryManager::~MemoryManager() = default;
 
-void MemoryManager::init() {
-  state_ = resolve_vram_state(options_, device_->is_cuda());
-  // Only the everything-resident policy exists yet; lowvram/novram streaming plugs in here.
-  residency_ = make_recording_residency(make_all_resident(*device_), activity_);
-  if (device_->is_cuda()) {
-    host_device_ = make_cpu_device();
-    host_residency_ = make_recording_residency(make_all_resident(*host_device_), activity_);
+// host_residency()'s loads and evictions, for --report: ModelResidency accounts for the
+// compute device; the host policy is everything-resident, so a wrapper notes a store's first
+// resident block as a load and evict()/evict_all() as evictions.
+struct HostActivity {
+  std::mutex mu;
+  std::vector<std::string> loaded, evicted;
+};
+
+namespace {
+
+class RecordingResidency final : public Residency {
+ public:
+  RecordingResidency(std::unique_ptr<Residency> inner, std::shared_ptr<HostActivity> log)
+      : inner_(std::move(inner)), log_(std::move(log)) {}
+  using Residency::acquire;
+
+  BlockLease acquire(const WeightStore& store, const std::string& block, const WeightPatch* patch) override {
+    const bool was_loaded = inner_->resident_bytes(store) > 0;
+    BlockLease lease = inner_->acquire(store, block, patch);
+    if (!was_loaded && inner_->resident_bytes(store) > 0) {
+      std::lock_guard<std::mutex> lock(log_->mu);
+      resident_[store.id()] = store.model_name();
+      log_->loaded.push_back(store.model_name());
+    }
+    return lease;
   }
+  void evict(const WeightStore& store) override {
+    inner_->evict(store);
+    std::lock_guard<std::mutex> lock(log_->mu);
+    auto it = resident_.find(store.id());
+    if (it == resident_.end()) return;
+    log_->evicted.push_back(it->second);
+    resident_.erase(it);
+  }
+  void evict_all() override {
+    inner_->evict_all();
+    std::lock_guard<std::mutex> lock(log_->mu);
+    for (const auto& [id, name] : resident_) log_->evicted.push_back(name);
+    resident_.clear();
+  }
+  int64_t resident_bytes(const WeightStore& store) const override { return inner_->resident_bytes(store); }
+  int64_t resident_bytes() const override { return inner_->resident_bytes(); }
+
+ private:
+  std::unique_ptr<Residency> inner_;
+  std::shared_ptr<HostActivity> log_;
+  std::map<uint64_t, std::string> resident_;  // stores seen loaded, by id (under log_->mu)
+};
+
+}  // namespace
+
+void MemoryManager::init() {
+  state_ = resolve_vram_state(options_, device_->has_own_memory());
   if (options_.vram_budget_gb) {
     if (*options_.vram_budget_gb <= 0) throw Error(ErrorKind::kUsage, "--vram-budget must be > 0");
     budget_bytes_ = static_cast<int64_t>(*options_.vram_budget_gb * static_cast<double>(int64_t{1} << 30));
     if (!device_->set_memory_limit(budget_bytes_))
       log::warn("--vram-budget {} GB cannot be enforced on {}", *options_.vram_budget_gb, device_->name());
   }
+  ResidencySettings rs;
+  rs.state = state_;
+  rs.extra_reserved = extra_reserved_vram(options_);
+  rs.budget_bytes = device_->has_own_memory() ? budget_bytes_ : 0;
+  rs.smart_memory = !options_.disable_smart_memory;
+  rs.pin_memory = !options_.disable_pinned_memory;
+  rs.async_copies = !options_.disable_async_offload && options_.async_offload.value_or(2) > 0;
+  residency_ = std::make_unique<ModelResidency>(*device_, rs);
+  host_activity_ = std::make_shared<HostActivity>();
   const MemoryStats vram = stats();
   const HostMemory ram = host_memory();
   log::debug(
@@ -90,27 +156,27 @@ MemoryStats MemoryManager::stats() const {
   return s;
 }
 
+// One rule for text encoder placement: ComfyUI's text_encoder_device() (text_encoder_on_gpu).
 at::Device MemoryManager::text_encoder_device() const {
-  if (!device_->is_cuda()) return device_->torch_device();
-  if (options_.vram == VramMode::kGpuOnly) return device_->torch_device();
-  // should_use_fp16(prioritize_performance=False): Volta and newer.
-  if ((state_ == VramState::kHighVram || state_ == VramState::kNormalVram) && caps().supports_fp16())
-    return device_->torch_device();
-  return at::Device(at::kCPU);
+  return text_encoder_on_gpu(options_, state_, caps()) ? compute_device() : at::Device(at::kCPU);
 }
 
 at::Device MemoryManager::vae_device() const {
   return options_.cpu_vae ? at::Device(at::kCPU) : device_->torch_device();
 }
 
-Residency& MemoryManager::residency_for(at::Device device) {
-  if (device == device_->torch_device()) return *residency_;
-  if (device.is_cpu() && host_residency_) return *host_residency_;
-  return *residency_;
+Residency& MemoryManager::host_residency() {
+  if (!host_residency_) {
+    host_device_ = make_cpu_device();
+    host_residency_ = std::make_unique<RecordingResidency>(make_all_resident(*host_device_), host_activity_);
+  }
+  return *host_residency_;
 }
 
-void MemoryManager::after_node() {
-  if (state_ == VramState::kNoVram) residency_->evict_all();
+Residency& MemoryManager::residency_for(at::Device device) {
+  if (device == device_->torch_device()) return *residency_;
+  if (device.is_cpu()) return host_residency();
+  return *residency_;
 }
 
 int MemoryManager::low_memory_level() const {
@@ -120,16 +186,47 @@ int MemoryManager::low_memory_level() const {
 
 void MemoryManager::set_low_memory_level(int level) { low_memory_level_ = level; }
 
+void MemoryManager::load_model(const ModelLoad& request) {
+  // Low-memory mode (OOM ladder): stream every block, like --novram, for this attempt. The
+  // next load at level 0 re-plans the model with the room there is.
+  if (request.store && low_memory_level() > 0) {
+    ModelLoad all = request;
+    all.stream_blocks.clear();
+    for (const WeightBlock& b : request.store->blocks()) all.stream_blocks.push_back(b.name);
+    residency_->load(all);
+    return;
+  }
+  residency_->load(request);
+}
+
 at::Device MemoryManager::intermediate_device() const {
   return options_.vram == VramMode::kGpuOnly ? device_->torch_device() : at::Device(at::kCPU);
 }
 
-void MemoryManager::begin_node() {
-  device_->reset_peak_stats();
-  activity_.take();
+MemoryActivity MemoryManager::take_activity() {
+  MemoryActivity a = residency_->take_activity();
+  std::lock_guard<std::mutex> lock(host_activity_->mu);
+  for (std::string& m : host_activity_->loaded) a.models_loaded.push_back(std::move(m) + " (cpu)");
+  for (std::string& m : host_activity_->evicted) a.models_evicted.push_back(std::move(m) + " (cpu)");
+  host_activity_->loaded.clear();
+  host_activity_->evicted.clear();
+  return a;
 }
 
-MemoryStats MemoryManager::end_node() { return stats(); }
+void MemoryManager::begin_node() {
+  device_->reset_peak_stats();
+  take_activity();
+}
+
+MemoryStats MemoryManager::end_node() {
+  // A block prefetched for a step that will not come would hold its buffer until the next node.
+  residency_->drop_prefetched();
+  return stats();
+}
+
+void MemoryManager::set_streamed_blocks(const WeightStore& store, std::vector<std::string> blocks) {
+  residency_->set_streamed(store, std::move(blocks));
+}
 
 void MemoryManager::unload_all() {
   residency_->evict_all();

@@ -36,6 +36,11 @@ class WeightStore {
   void add_block(const std::string& name, std::map<std::string, at::Tensor> tensors);
 
   const std::string& model_name() const { return model_name_; }
+  // Where the weights came from (a file name), for logs and --report; set once by the builder.
+  void set_source(std::string source) { source_ = std::move(source); }
+  const std::string& source() const { return source_; }
+  // "unet (v1-5.safetensors)", or the model name alone.
+  std::string label() const { return source_.empty() ? model_name_ : model_name_ + " (" + source_ + ")"; }
   at::ScalarType storage_dtype() const { return storage_; }
   at::ScalarType compute_dtype() const { return compute_; }
   const WeightBlock& block(const std::string& name) const;  // throws Error(kModel)
@@ -47,6 +52,7 @@ class WeightStore {
 
  private:
   std::string model_name_;
+  std::string source_;
   at::ScalarType storage_;
   at::ScalarType compute_;
   std::vector<WeightBlock> blocks_;

@@ -145,18 +145,20 @@ TEST_F(Cli, StrictChecksModelFilesExist) {
 }
 
 TEST_F(Cli, RunRefusesSchemaOnlyNodesBeforeRunningAnything) {
-  // FreeU is known to validation but not runnable in this build: a run must refuse the whole
-  // workflow up front, writing nothing.
+  // LoraLoaderModelOnly is known to validation but not runnable in this build: a run must refuse
+  // the whole workflow up front, writing nothing.
   nlohmann::json wf = default_api();
-  wf["10"] = {{"class_type", "FreeU"},
-              {"inputs", {{"model", {"4", 0}}, {"b1", 1.1}, {"b2", 1.2}, {"s1", 0.9}, {"s2", 0.2}}}};
+  wf["10"] = {{"class_type", "LoraLoaderModelOnly"},
+              {"inputs", {{"model", {"4", 0}}, {"lora_name", "x.safetensors"}, {"strength_model", 1.0}}}};
   wf["3"]["inputs"]["model"] = {"10", 0};
   EXPECT_EQ(validate(wf).exit_code, 0);
   auto out_dir = tmp.path() / "out";
-  auto path = tmp.write("freeu.json", wf.dump());
+  auto path = tmp.write("lora.json", wf.dump());
   auto r = run_sdflow("run " + q(path) + " --output-dir " + q(out_dir), tmp);
   EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_NE(r.err.find("[FreeU #10] node type FreeU is known but cannot run"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("[LoraLoaderModelOnly #10] node type LoraLoaderModelOnly is known but cannot run"),
+            std::string::npos)
+      << r.err;
   EXPECT_FALSE(std::filesystem::exists(out_dir) && !std::filesystem::is_empty(out_dir));
 }
 

@@ -5,6 +5,7 @@
 // SDXL encode node reach the image.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -97,6 +98,38 @@ class Txt2Img : public ::testing::Test {
 
   fs::path root_;
 };
+
+std::vector<std::string> models_loaded(const RunResult& r) {
+  std::vector<std::string> names;
+  for (const NodeReport& n : r.nodes) names.insert(names.end(), n.models_loaded.begin(), n.models_loaded.end());
+  return names;
+}
+
+// Smart memory: a second run (new seed) finds the models loaded; --disable-smart-memory
+// unloads them after each run, so they load again.
+TEST_F(Txt2Img, ModelsStayLoadedAcrossRunsUnlessSmartMemoryIsDisabled) {
+  for (bool smart : {true, false}) {
+    SCOPED_TRACE(smart ? "smart memory" : "--disable-smart-memory");
+    EngineOptions o;
+    o.models_dir = (root_ / "models").string();
+    o.input_dir = (root_ / "input").string();
+    o.output_dir = (root_ / "output").string();
+    o.temp_dir = (root_ / "temp").string();
+    o.clip_vocab_dir = kVocab.string();
+    o.memory.disable_smart_memory = !smart;
+    auto e = Engine::create(o);
+    WorkflowHandle wf = e->parse_workflow(default_api("sd15-tiny.safetensors").dump(), "default");
+    const std::vector<std::string> first = models_loaded(e->run(wf));
+    EXPECT_EQ(first.size(), 3u);  // clip_l, unet, vae
+    EXPECT_NE(std::find(first.begin(), first.end(), "unet (sd15-tiny.safetensors)"), first.end());
+    wf.set("3", "seed", "43");
+    const std::vector<std::string> second = models_loaded(e->run(wf));
+    if (smart)
+      EXPECT_TRUE(second.empty());
+    else
+      EXPECT_EQ(second, (std::vector<std::string>{"unet (sd15-tiny.safetensors)", "vae (sd15-tiny.safetensors)"}));
+  }
+}
 
 TEST_F(Txt2Img, DefaultGraphWritesADeterministicPngAndCachesEverything) {
   auto e = engine();

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "device/copy_stream.h"
 #include "device/device.h"
 
 namespace sdflow::test {
@@ -29,6 +30,7 @@ class FakeGpu final : public ComputeDevice {
   void reset_peak_stats() override {}
   void empty_cache() override { ++state_->empty_cache_calls; }
   void synchronize() override {}
+  std::unique_ptr<CopyStream> make_copy_stream(bool) override { return make_host_copy_stream(); }
   bool set_memory_limit(int64_t bytes) override {
     state_->limit = bytes;
     return true;

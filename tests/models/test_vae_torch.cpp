@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "models/loader/state_dict.h"
+#include "models/vae/autoencoder_kl.h"
 #include "models/vae/vae.h"
 #include "models/vae/vae_layout.h"
 #include "unet_test_util.h"

@@ -46,7 +46,11 @@ inline MemoryOptions cpu_options() {
 
 class ModelNodeHarness {
  public:
-  ModelNodeHarness() : memory_(cpu_options()), folders_(make_root() / "models") {
+  ModelNodeHarness() : ModelNodeHarness(cpu_options(), nullptr) {}
+  // A memory manager on `device` (a test's fake device) instead of the CPU.
+  ModelNodeHarness(const MemoryOptions& options, std::unique_ptr<ComputeDevice> device)
+      : memory_(device ? MemoryManager(options, std::move(device)) : MemoryManager(options)),
+        folders_(make_root() / "models") {
     paths_.models = root_ / "models";
     paths_.input = root_ / "input";
     paths_.output = root_ / "output";

@@ -11,6 +11,8 @@
 #include "models/loader/state_dict.h"
 #include "models/text_encoder/clip_text_layout.h"
 #include "models/unet/unet_layout.h"
+#include "io/model_folders.h"
+#include "models/vae/taesd_layout.h"
 #include "models/vae/vae_layout.h"
 #include "nodes/clip_value.h"
 #include "nodes/model_value.h"
@@ -219,7 +221,7 @@ TEST(CheckpointLoader, TinySd15LoadsAllThreePartsWithZeroCopyWeights) {
   ASSERT_TRUE(ck.clip->clip_l);
   EXPECT_EQ(ck.clip->clip_l->config().heads, ClipTextConfig::tiny_l().heads);
   EXPECT_EQ(ck.clip->clip_l->config().activation, ClipActivation::kQuickGelu);
-  EXPECT_EQ(ck.vae->model->config().downscale(), 8);
+  EXPECT_EQ(ck.vae->model->downscale(), 8);
   EXPECT_DOUBLE_EQ(ck.vae->latent_format.scale_factor, 0.18215);
   // The UNet and VAE keep fp32 (the file's dtype): their host tensors are the file's bytes.
   const auto& unet_w = ck.model->unet().weights().block("input_blocks.0").host.at("input_blocks.0.0.weight");
@@ -352,6 +354,66 @@ TEST(VAELoaderNode, StandaloneVaeFilesWithOrWithoutThePrefix) {
   }
   h.write_file("vae/not_a_vae.safetensors", {{"w", at::zeros({2})}});
   EXPECT_THROW(h.run("VAELoader", inputs({{"vae_name", prim("not_a_vae.safetensors")}})), Error);
+}
+
+// nodes.py VAELoader: a TAESD name is offered (and loads) when both "<name>_encoder.*" and
+// "<name>_decoder.*" are in models/vae_approx; the VAE works with the VAE nodes' wrapper and
+// keeps the family's scale (taesd: decode runs the decoder on z·0.18215).
+TEST(VAELoaderNode, TaesdHalvesFromVaeApprox) {
+  ModelNodeHarness h;
+  const TaesdConfig config = TaesdConfig::for_family("taesd");
+  TensorMap encoder, decoder;
+  at::manual_seed(3);
+  for (const TaesdParam& p : taesd_params(config)) {
+    const bool enc = p.block == "taesd_encoder";
+    const std::string key = p.key.substr(std::string(enc ? "taesd_encoder." : "taesd_decoder.").size());
+    (enc ? encoder : decoder)[key] = at::randn(p.shape) * (p.is_bias ? 0.05 : 0.1);
+  }
+  h.write_file("vae_approx/taesd_encoder.safetensors", encoder);
+  EXPECT_EQ(vae_loader_names(ModelFolders(h.paths().models)), std::vector<std::string>{});
+  h.write_file("vae_approx/taesd_decoder.safetensors", decoder);
+  h.write_file("vae_approx/taef1_decoder.safetensors", decoder);  // no encoder: not offered
+  h.write_file("vae/plain.safetensors", {{"w", at::zeros({1})}});
+  EXPECT_EQ(vae_loader_names(ModelFolders(h.paths().models)),
+            (std::vector<std::string>{"plain.safetensors", "taesd"}));
+
+  ValueList out = h.run("VAELoader", inputs({{"vae_name", prim("taesd")}}));
+  const auto& v = out.at(0).as<VaeValue>()->vae;
+  ASSERT_TRUE(v.model);
+  EXPECT_EQ(v.model->latent_channels(), 4);
+  EXPECT_EQ(v.model->downscale(), 8);
+  const at::Tensor pixels = at::rand({1, 40, 36, 3});
+  const at::Tensor lat = h.run("VAEEncode", inputs({{"pixels", make_image(pixels)}, {"vae", out[0]}}))
+                             .at(0)
+                             .as<LatentValue>()
+                             ->samples;
+  EXPECT_EQ(lat.sizes(), (std::vector<int64_t>{1, 4, 5, 4}));
+  LatentValue latent;
+  latent.samples = lat;
+  const at::Tensor img = h.run("VAEDecode", inputs({{"samples", make_latent(latent)}, {"vae", out[0]}}))
+                             .at(0)
+                             .as<ImageValue>()
+                             ->images;
+  EXPECT_EQ(img.sizes(), (std::vector<int64_t>{1, 40, 32, 3}));
+  EXPECT_GE(img.min().item<float>(), 0.0f);
+  EXPECT_LE(img.max().item<float>(), 1.0f);
+
+  // The same halves merged into one models/vae file with its own scale load through load_vae.
+  TensorMap merged;
+  for (auto& [k, t] : encoder) merged["taesd_encoder." + k] = t;
+  for (auto& [k, t] : decoder) merged["taesd_decoder." + k] = t;
+  merged["vae_scale"] = at::scalar_tensor(0.18215);
+  h.write_file("vae/merged.safetensors", merged);
+  ValueList merged_out = h.run("VAELoader", inputs({{"vae_name", prim("merged.safetensors")}}));
+  const auto& m = merged_out.at(0).as<VaeValue>()->vae;
+  EXPECT_TRUE(at::allclose(m.model->decode(lat), v.model->decode(lat)));
+
+  try {
+    h.run("VAELoader", inputs({{"vae_name", prim("taef1")}}));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("taef1_encoder"), std::string::npos) << e.what();
+  }
 }
 
 TEST(CheckpointLoader, DeviceCopiesGoWhenTheLastUserDropsTheModel) {

@@ -24,7 +24,7 @@ Value latent_value(at::Tensor t) {
 
 struct Vae {
   Value value;
-  const AutoencoderKL& model() const { return *value.as<VaeValue>()->vae.model; }
+  const FirstStageModel& model() const { return *value.as<VaeValue>()->vae.model; }
 };
 
 Vae load_vae(ModelNodeHarness& h) {

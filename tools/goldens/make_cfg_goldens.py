@@ -48,9 +48,9 @@ TINY_SDXL = dict(
     adm_in_channels=POOLED_DIM + 6 * 256)
 
 # ---------------------------------------------------------------------------------------------
-# Minimal safetensors I/O (the package is not in Debian); F16 / F32 / I64.
+# Minimal safetensors I/O (the package is not in Debian); F16 / F32 / I64 / U8.
 
-_DT = {"F16": ("float16", 2), "F32": ("float32", 4), "I64": ("int64", 8)}
+_DT = {"F16": ("float16", 2), "F32": ("float32", 4), "I64": ("int64", 8), "U8": ("uint8", 1)}
 
 
 def read_safetensors(path):
@@ -73,7 +73,7 @@ def read_safetensors(path):
 
 def write_safetensors(path, tensors, metadata):
     import torch
-    names = {torch.float16: "F16", torch.float32: "F32", torch.int64: "I64"}
+    names = {torch.float16: "F16", torch.float32: "F32", torch.int64: "I64", torch.uint8: "U8"}
     header, blobs, off = {"__metadata__": metadata}, [], 0
     for k in sorted(tensors):
         t = tensors[k].detach().cpu().contiguous()

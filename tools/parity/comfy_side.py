@@ -375,11 +375,28 @@ class RealNodes:
         import comfy.utils
         folder_paths.add_model_folder_path("checkpoints", os.path.join(models_dir, "checkpoints"), is_default=True)
         folder_paths.add_model_folder_path("embeddings", os.path.join(models_dir, "embeddings"), is_default=True)
+        folder_paths.add_model_folder_path("loras", os.path.join(models_dir, "loras"), is_default=True)
         folder_paths.set_input_directory(input_dir)
         comfy.utils.PROGRESS_BAR_ENABLED = False  # console progress bars only
         self.nodes = nodes
+        self.extras = {}
+
+    def extra_node(self, cls):
+        """Nodes of comfy_extras (v3 schema classes: execute() is a classmethod returning a
+        NodeOutput), imported on first use."""
+        if not self.extras:
+            import importlib
+            for mod in ("comfy_extras.nodes_freelunch", "comfy_extras.nodes_clip_sdxl"):
+                m = importlib.import_module(mod)
+                for k, v in vars(m).items():
+                    if isinstance(v, type) and hasattr(v, "execute"):
+                        self.extras.setdefault(k, v)
+        return self.extras[cls]
 
     def run(self, cls, a):
+        if cls not in self.nodes.NODE_CLASS_MAPPINGS:
+            out = self.extra_node(cls).execute(**a)
+            return tuple(out.result) if hasattr(out, "result") else out
         klass = self.nodes.NODE_CLASS_MAPPINGS[cls]
         obj = klass()
         return getattr(obj, klass.FUNCTION)(**a)
@@ -427,6 +444,33 @@ def force_basic_attention():
     vae_model.vae_attention = lambda: vae_model.normal_attention
 
 
+def math_modes(torch):
+    """The fp32 math modes in effect after ComfyUI's import (sdflow logs the same line), with
+    PARITY_COMFY_CUDNN_TF32 / PARITY_COMFY_CUBLAS_TF32 = 0|1 applied first (diagnosis only)."""
+    for env, attr in (("PARITY_COMFY_CUDNN_TF32", "cudnn"), ("PARITY_COMFY_CUBLAS_TF32", "matmul")):
+        v = os.environ.get(env)
+        if v:
+            if attr == "cudnn":
+                torch.backends.cudnn.allow_tf32 = v != "0"
+            else:
+                torch.backends.cuda.matmul.allow_tf32 = v != "0"
+    modes = {"cudnn_tf32": torch.backends.cudnn.allow_tf32, "cublas_tf32": torch.backends.cuda.matmul.allow_tf32,
+             "float32_matmul_precision": torch.get_float32_matmul_precision(),
+             "cudnn_benchmark": torch.backends.cudnn.benchmark, "cudnn_deterministic": torch.backends.cudnn.deterministic}
+    cuda = torch.backends.cuda
+    for name in ("flash_sdp_enabled", "mem_efficient_sdp_enabled", "math_sdp_enabled", "cudnn_sdp_enabled"):
+        if hasattr(cuda, name):
+            modes[name] = getattr(cuda, name)()
+    for path in ("cudnn.conv", "cuda.matmul"):
+        obj = torch.backends
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if obj is not None and hasattr(obj, "fp32_precision"):
+            modes[path + ".fp32_precision"] = obj.fp32_precision
+    print("[comfy_side] math modes:", json.dumps(modes), flush=True)
+    return modes
+
+
 def run(args, flags):
     t_start = time.time()
     comfy, notes = setup_imports(args.comfy, flags)
@@ -438,6 +482,7 @@ def run(args, flags):
     mm = comfy.model_management
     t_import = time.time() - t_start
     finder = notes.pop("finder")
+    notes["math_modes"] = math_modes(torch)
 
     impl, impl_error = None, None
     if args.nodes in ("auto", "real"):

@@ -72,24 +72,70 @@ NOISE_REL_TOL = 2e-6   # probe difference allowed from float rounding alone (RNG
 PROMPT = "a watercolor painting of a lighthouse on a cliff at dawn, (soft light:1.2)"
 NEGATIVE = "blurry, low quality"
 CKPT_NAME = "parity_sd15.safetensors"
+# --arch sdxl: the SDXL rows of docs/PARITY.md (set_arch() switches these globals).
+ARCH = "sd15"
+REFINER_NAME = "parity_sdxl_refiner.safetensors"
+LORA_NAMES = ("parity_lora_kohya.safetensors", "parity_lora_peft.safetensors")
+# The SDXL sizes of the issue besides the --width/--height default (1024x1024).
+SDXL_PORTRAIT = (832, 1216)
+SDXL_SAMPLERS = ["euler", "euler_ancestral", "heun", "dpm_2", "lms", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m",
+                 "dpmpp_2m_sde", "dpmpp_3m_sde", "ddim", "uni_pc"]
+SDXL_SCHEDULERS = ["normal", "karras", "sgm_uniform"]
 INPUT_NAME = "parity_input.png"
 SCALE = 0.18215
 
 
+def set_arch(arch):
+    global ARCH, CKPT_NAME, SCALE
+    ARCH = arch
+    CKPT_NAME = f"parity_{arch}.safetensors"
+    SCALE = 0.13025 if arch == "sdxl" else 0.18215
+
+
 class Case:
     def __init__(self, name, kind, sampler="euler", scheduler="normal", denoise=1.0, batch=2, precision="fp16",
-                 seed=None, tier=2):
+                 seed=None, tier=2, size=None):
         self.name, self.kind, self.sampler, self.scheduler = name, kind, sampler, scheduler
+        self.size = size  # (width, height); None: the run's --width/--height
         self.denoise, self.batch, self.precision, self.tier = denoise, batch, precision, tier
         self.seed = seed if seed is not None else zlib.crc32(name.encode())  # stable per name
 
     def row(self):
         return {k: getattr(self, k) for k in ("name", "kind", "sampler", "scheduler", "denoise", "batch", "precision",
-                                               "seed")}
+                                               "seed", "size")}
+
+
+def sdxl_cases(which):
+    """SDXL rows: core samplers x normal/karras/sgm_uniform at the run's size (1024x1024), a few at
+    832x1216, two stacked LoRAs, the base+refiner two-stage workflow, FreeU_V2, noise probes."""
+    cases = []
+    add = cases.append
+    add(Case("sdxl.t2i.euler.normal", "t2i", tier=0))
+    add(Case("sdxl.noise.seed0", "noise", seed=0, tier=0))
+    add(Case("sdxl.lora2.euler.normal", "lora2", tier=0))
+    add(Case("sdxl.refiner.euler.normal", "refiner", tier=0))
+    add(Case("sdxl.freeu2.euler.normal", "freeu2", tier=0))
+    add(Case("sdxl.portrait.euler.normal", "t2i", size=SDXL_PORTRAIT, tier=0))
+    add(Case("sdxl.portrait.dpmpp_2m.karras", "t2i", "dpmpp_2m", "karras", size=SDXL_PORTRAIT, tier=1))
+    add(Case("sdxl.portrait.dpmpp_2m_sde.karras", "t2i", "dpmpp_2m_sde", "karras", size=SDXL_PORTRAIT, tier=1))
+    for sch in SDXL_SCHEDULERS:
+        for smp in SDXL_SAMPLERS:
+            if (smp, sch) != ("euler", "normal"):
+                # The SDE samplers' Brownian tree costs 30-80 s per 1024² case in both engines
+                # (measured on an H200): with `normal` and the 832x1216 cases they are in the
+                # quick tiers; with karras/sgm_uniform they run last.
+                sde = "sde" in smp
+                add(Case(f"sdxl.t2i.{smp}.{sch}", "t2i", smp, sch, tier=3 if sde and sch != "normal" else
+                         (1 if sch != "sgm_uniform" else 2)))
+    if which == "quick":
+        cases = [c for c in cases if c.tier == 0]
+    return sorted(cases, key=lambda c: c.tier)
 
 
 def all_cases(which):
     """Ordered by priority (tier), so a run cut by the time budget still covers the essentials."""
+    if ARCH == "sdxl":
+        return sdxl_cases(which)
     cases = []
     add = cases.append
     # tier 0: the quick set
@@ -132,6 +178,8 @@ def all_cases(which):
 # Workflows
 
 IMAGE_NODES = {"4", "5", "7", "8", "20", "21", "22"}  # LoadImage and what feeds img2img / inpainting
+KIND_NODES = {"30": "refiner", "31": "refiner", "32": "refiner", "40": "lora2", "41": "lora2", "42": "lora2",
+              "43": "lora2", "45": "freeu2"}  # shared nodes of one case kind (SDXL)
 
 
 def build_workflow(cases, ckpt, width, height, steps, cfg, prompt=PROMPT, negative=NEGATIVE, only=None, probes=True):
@@ -149,7 +197,8 @@ def build_workflow(cases, ckpt, width, height, steps, cfg, prompt=PROMPT, negati
     pos = node(2, "CLIPTextEncode", "Positive", text=prompt, clip=[ck, 1])
     neg = node(3, "CLIPTextEncode", "Negative", text=negative, clip=[ck, 1])
     kinds = {c.kind for c in keep}
-    batches = sorted({c.batch for c in keep if probes or c.kind == "t2i"})
+    size = lambda c: c.size or (width, height)  # noqa: E731
+    shapes = sorted({(c.batch,) + size(c) for c in keep if probes or c.kind != "noise"})
     if kinds & {"i2i", "inp_vefi", "inp_mask"}:
         node(4, "LoadImage", "Load Image", image=INPUT_NAME)
     if kinds & {"i2i", "inp_mask"}:
@@ -159,31 +208,64 @@ def build_workflow(cases, ckpt, width, height, steps, cfg, prompt=PROMPT, negati
              grow_mask_by=6)
     if "inp_mask" in kinds:
         node(8, "SetLatentNoiseMask", "Set Latent Noise Mask", samples=["5", 0], mask=["4", 1])
-    empty = {b: node(10 + i, "EmptyLatentImage", f"Empty Latent x{b}", width=width, height=height, batch_size=b)
-             for i, b in enumerate(batches)}
+    empty = {sh: node(10 + i, "EmptyLatentImage", f"Empty Latent {sh[1]}x{sh[2]} x{sh[0]}", width=sh[1],
+                      height=sh[2], batch_size=sh[0]) for i, sh in enumerate(shapes)}
     repeat = {b: node(20 + i, "RepeatLatentBatch", f"Repeat Latent x{b}", samples=["5", 0], amount=b)
               for i, b in enumerate(sorted({c.batch for c in keep if c.kind == "i2i"}))}
+    if "refiner" in kinds:  # ComfyUI's SDXL refiner example: a second checkpoint, its own prompts
+        node(30, "CheckpointLoaderSimple", "Load Refiner", ckpt_name=REFINER_NAME)
+        node(31, "CLIPTextEncodeSDXLRefiner", "Refiner Positive", ascore=6.0, width=width, height=height,
+             text=prompt, clip=["30", 1])
+        node(32, "CLIPTextEncodeSDXLRefiner", "Refiner Negative", ascore=2.5, width=width, height=height,
+             text=negative, clip=["30", 1])
+    if "lora2" in kinds:  # two stacked LoRAs (kohya and peft keys), model and clip strengths
+        node(40, "LoraLoader", "LoRA kohya", model=[ck, 0], clip=[ck, 1], lora_name=LORA_NAMES[0],
+             strength_model=0.8, strength_clip=0.6)
+        node(41, "LoraLoader", "LoRA peft", model=["40", 0], clip=["40", 1], lora_name=LORA_NAMES[1],
+             strength_model=0.5, strength_clip=1.0)
+        node(42, "CLIPTextEncode", "LoRA Positive", text=prompt, clip=["41", 1])
+        node(43, "CLIPTextEncode", "LoRA Negative", text=negative, clip=["41", 1])
+    if "freeu2" in kinds:
+        node(45, "FreeU_V2", "FreeU_V2", model=[ck, 0], b1=1.3, b2=1.4, s1=0.9, s2=0.2)
     ids = {}
     for i, c in enumerate(cases):
         base = 100 + 10 * i
-        ids[c.name] = [str(base + k) for k in range(6)]
+        ids[c.name] = [str(base + k) for k in range(7)]
         if c not in keep or (c.kind == "noise" and not probes):
             continue
         pre = f"parity/{c.name}/"
+        empty_c = empty.get((c.batch,) + size(c))
         if probes:
             node(base, "KSamplerAdvanced", f"{c.name} noise probe", model=[ck, 0], add_noise="enable",
                  noise_seed=c.seed, steps=2000, cfg=cfg, sampler_name="euler", scheduler="simple", positive=[pos, 0],
-                 negative=[neg, 0], latent_image=[empty[c.batch], 0], start_at_step=0, end_at_step=1,
+                 negative=[neg, 0], latent_image=[empty_c, 0], start_at_step=0, end_at_step=1,
                  return_with_leftover_noise="enable")
             node(base + 1, "SaveLatent", f"{c.name} probe", samples=[str(base), 0], filename_prefix=pre + "probe")
         if c.kind == "noise":
             continue
-        latent = {"t2i": empty.get(c.batch), "i2i": repeat.get(c.batch), "inp_vefi": "7", "inp_mask": "8"}[c.kind]
-        node(base + 2, "KSampler", c.name, model=[ck, 0], seed=c.seed, steps=steps, cfg=cfg, sampler_name=c.sampler,
-             scheduler=c.scheduler, positive=[pos, 0], negative=[neg, 0], latent_image=[latent, 0], denoise=c.denoise)
-        node(base + 3, "VAEDecode", f"{c.name} decode", samples=[str(base + 2), 0], vae=[ck, 2])
+        latent = {"t2i": empty_c, "lora2": empty_c, "refiner": empty_c, "freeu2": empty_c, "i2i": repeat.get(c.batch),
+                  "inp_vefi": "7", "inp_mask": "8"}[c.kind]
+        model, p, n = {"lora2": ("41", "42", "43"), "freeu2": ("45", pos, neg)}.get(c.kind, (ck, pos, neg))
+        final = str(base + 2)
+        if c.kind == "refiner":  # base: steps 0..80 %, leftover noise; refiner: the rest
+            switch = steps * 4 // 5
+            node(base + 2, "KSamplerAdvanced", c.name, model=[ck, 0], add_noise="enable", noise_seed=c.seed,
+                 steps=steps, cfg=cfg, sampler_name=c.sampler, scheduler=c.scheduler, positive=[pos, 0],
+                 negative=[neg, 0], latent_image=[latent, 0], start_at_step=0, end_at_step=switch,
+                 return_with_leftover_noise="enable")
+            node(base + 6, "KSamplerAdvanced", c.name + " refiner", model=["30", 0], add_noise="disable",
+                 noise_seed=c.seed, steps=steps, cfg=cfg, sampler_name=c.sampler, scheduler=c.scheduler,
+                 positive=["31", 0], negative=["32", 0], latent_image=[str(base + 2), 0], start_at_step=switch,
+                 end_at_step=10000, return_with_leftover_noise="disable")
+            final = str(base + 6)
+        else:
+            node(base + 2, "KSampler", c.name, model=[model, 0], seed=c.seed, steps=steps, cfg=cfg,
+                 sampler_name=c.sampler, scheduler=c.scheduler, positive=[p, 0], negative=[n, 0],
+                 latent_image=[latent, 0], denoise=c.denoise)
+        vae = ["30", 2] if c.kind == "refiner" else [ck, 2]
+        node(base + 3, "VAEDecode", f"{c.name} decode", samples=[final, 0], vae=vae)
         node(base + 4, "SaveImage", f"{c.name} image", images=[str(base + 3), 0], filename_prefix=pre + "img")
-        node(base + 5, "SaveLatent", f"{c.name} latent", samples=[str(base + 2), 0], filename_prefix=pre + "latent")
+        node(base + 5, "SaveLatent", f"{c.name} latent", samples=[final, 0], filename_prefix=pre + "latent")
     return wf, ids
 
 
@@ -335,6 +417,12 @@ class SdflowRunner:
                     if c.kind in ("i2i", "inp_vefi", "inp_mask"):
                         self.failed.setdefault(c.name, f"image input path failed ({m.group(1)} #{nid}): {msg}")
                 return True
+            elif str(nid) in KIND_NODES:  # the refiner / LoRA / FreeU_V2 branch: only its cases
+                kind = KIND_NODES[str(nid)]
+                for c in self.s["cases"]:
+                    if c.kind == kind:
+                        self.failed.setdefault(c.name, f"{kind} path failed ({m.group(1)} #{nid}): {msg}")
+                return True
             self.notes.append(f"shared node {m.group(1)} #{nid} failed, giving up: {msg}")
             for c in self.pending():
                 self.failed[c.name] = f"shared node failed ({m.group(1)} #{nid}): {msg}"
@@ -406,13 +494,13 @@ def make_checkpoint(args, path):
     if os.path.exists(path) and args.reuse_ckpt:
         return "reused " + path
     if args.ckpt_maker in ("auto", "sdflow") and os.path.exists(args.sdflow):
-        r = subprocess.run([args.sdflow, "make-checkpoint", path, "--arch", "sd15", "--seed", str(args.ckpt_seed)],
+        r = subprocess.run([args.sdflow, "make-checkpoint", path, "--arch", ARCH, "--seed", str(args.ckpt_seed)],
                            capture_output=True, text=True, timeout=600, env=sdflow_env())
         if r.returncode == 0 and os.path.exists(path):
-            return f"sdflow make-checkpoint --arch sd15 --seed {args.ckpt_seed}"
+            return f"sdflow make-checkpoint --arch {ARCH} --seed {args.ckpt_seed}"
         print(f"[parity] sdflow make-checkpoint failed (rc {r.returncode}): {(r.stderr or r.stdout).strip()[-500:]}",
               flush=True)
-        if args.ckpt_maker == "sdflow":
+        if args.ckpt_maker == "sdflow" or ARCH != "sd15":
             raise SystemExit(1)
     print("[parity] making the checkpoint with comfy_side.py make-ckpt (fallback)", flush=True)
     r = subprocess.run([sys.executable, os.path.join(HERE, "comfy_side.py"), "make-ckpt", "--comfy", args.comfy,
@@ -421,6 +509,30 @@ def make_checkpoint(args, path):
         print(r.stdout[-2000:], r.stderr[-4000:], flush=True)
         raise SystemExit("could not make a checkpoint")
     return f"comfy_side.py make-ckpt --seed {args.ckpt_seed} (fallback: sdflow make-checkpoint unavailable)"
+
+
+def make_sdxl_extras(args, models, kinds):
+    """The refiner checkpoint and the two LoRAs the SDXL cases need, made by sdflow; returns
+    {kind: reason} for the kinds that cannot run (their maker failed)."""
+    ckpt = os.path.join(models, "checkpoints", CKPT_NAME)
+    jobs = []
+    if "refiner" in kinds:
+        jobs.append(("refiner", [args.sdflow, "make-checkpoint", os.path.join(models, "checkpoints", REFINER_NAME),
+                                 "--arch", "sdxl_refiner", "--seed", str(args.ckpt_seed + 1)]))
+    if "lora2" in kinds:
+        os.makedirs(os.path.join(models, "loras"), exist_ok=True)
+        for name, fmt_, seed in ((LORA_NAMES[0], "kohya", 11), (LORA_NAMES[1], "peft", 12)):
+            jobs.append(("lora2", [args.sdflow, "make-lora", "--for", ckpt, "--rank", "16", "--seed", str(seed),
+                                   "--format", fmt_, os.path.join(models, "loras", name)]))
+    bad = {}
+    for kind, cmd in jobs:
+        if kind in bad or (args.reuse_ckpt and os.path.exists(cmd[-1] if kind == "lora2" else cmd[3])):
+            continue
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=sdflow_env())
+        print(f"[parity] {' '.join(shlex.quote(x) for x in cmd[1:])}: rc {r.returncode}", flush=True)
+        if r.returncode != 0:
+            bad[kind] = f"could not make its files: {(r.stderr or r.stdout).strip()[-300:]}"
+    return bad
 
 
 # ---------------------------------------------------------------------------------------------
@@ -644,8 +756,13 @@ def git_commit(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", default="core", choices=["quick", "core", "all"])
+    ap.add_argument("--arch", default="sd15", choices=["sd15", "sdxl"],
+                    help="sdxl: the SDXL rows (1024x1024 unless --width/--height, plus 832x1216 cases, two LoRAs, "
+                         "base+refiner, FreeU_V2)")
     ap.add_argument("--only", help="regular expression on case names (re.search)")
     ap.add_argument("--shard", help="K/N: run the K-th (1-based) of N interleaved slices of the case list")
+    ap.add_argument("--skip-passed", nargs="+", metavar="RESULTS_JSON",
+                    help="leave out cases that these earlier results.json files report as PASS")
     ap.add_argument("--list", action="store_true", help="print the cases and exit")
     ap.add_argument("--budget", type=float, default=float(os.environ.get("PARITY_BUDGET", 540)),
                     help="seconds for the whole script from its start (default 540 or $PARITY_BUDGET)")
@@ -654,8 +771,8 @@ def main():
     ap.add_argument("--sdflow", default=os.path.join(REPO, "build-gpu", "sdflow"))
     ap.add_argument("--comfy", default=os.environ.get("COMFY_PATH", os.path.join(REPO, "third_party_ref", "ComfyUI")))
     ap.add_argument("--clip-vocab", default=os.path.join(REPO, "third_party_ref", "clip-tokenizer"))
-    ap.add_argument("--width", type=int, default=512)
-    ap.add_argument("--height", type=int, default=512)
+    ap.add_argument("--width", type=int, default=None, help="default 512 (sd15), 1024 (sdxl)")
+    ap.add_argument("--height", type=int, default=None)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--cfg", type=float, default=7.0)
     ap.add_argument("--ckpt-maker", default="auto", choices=["auto", "sdflow", "comfy"])
@@ -674,6 +791,9 @@ def main():
                     help="CPU self-test: 64x64, 3 steps, a few cases; the 'sdflow' side is a second ComfyUI run "
                          "with the other node implementation, written in sdflow's file formats")
     args = ap.parse_args()
+    set_arch(args.arch)
+    args.width = args.width or (1024 if args.arch == "sdxl" else 512)
+    args.height = args.height or (1024 if args.arch == "sdxl" else 512)
     t_start = time.time()
     deadline = t_start + args.budget
     if args.selftest:
@@ -682,6 +802,12 @@ def main():
     cases = all_cases(args.cases)
     if args.only:
         cases = [c for c in cases if re.search(args.only, c.name)]
+    if args.skip_passed:  # a grid spread over several device calls: drop what earlier runs passed
+        passed = set()
+        for path in args.skip_passed:
+            with open(path) as f:
+                passed |= {r["name"] for r in json.load(f)["results"] if r["status"] == "PASS"}
+        cases = [c for c in cases if c.name not in passed]
     if args.shard:
         k, n = (int(x) for x in args.shard.split("/"))
         cases = [c for i, c in enumerate(cases) if i % n == k - 1]
@@ -731,6 +857,11 @@ def run_cases(args, cases, deadline, t_start, comfy_base_flags=None, sdflow_base
     t = time.time()
     ckpt = os.path.join(models, "checkpoints", CKPT_NAME)
     ckpt_how = make_checkpoint(args, ckpt)
+    if ARCH == "sdxl":
+        for kind, why in make_sdxl_extras(args, models, {c.kind for c in cases}).items():
+            list_notes.append(f"{kind} cases left out: {why}")
+            print(f"[parity] {kind} cases left out: {why}", flush=True)
+            cases = [c for c in cases if c.kind != kind]
     phases["checkpoint"] = round(time.time() - t, 2)
     print(f"[parity] checkpoint: {ckpt_how} ({phases['checkpoint']}s)", flush=True)
     make_input_image(os.path.join(input_dir, INPUT_NAME), args.width, args.height)

@@ -6,7 +6,8 @@
 #   device run, carry [".device-deps", "third_party_ref"]:
 #     SDFLOW_COMMIT=<git rev-parse HEAD here> bash tools/parity/run_on_gpu.sh [parity.py options]
 #
-# Default options: --cases core. PARITY_TOTAL (default 570) is the time in seconds this whole
+# Default options: --cases core. PARITY_LEAN=1 leaves only results.md, results.json and
+# parity.log (for several runs in one call, each with its own OUT). PARITY_TOTAL (default 570) is the time in seconds this whole
 # script may take, build included; parity.py gets what the build leaves and stops starting
 # cases when it runs out (the case list is ordered by priority).
 set -uo pipefail
@@ -61,6 +62,11 @@ python3 tools/parity/parity.py --cases core --budget "$LEFT" --work "$PARITY_WOR
   --save-samples "$OUT/samples.safetensors" "$@" 2>&1 | tee -a "$LOG"
 RC=${PIPESTATUS[0]}
 
+if [ -n "${PARITY_LEAN:-}" ]; then  # several runs in one device call: results only (8-file limit)
+  rm -f "$OUT/samples.safetensors" "$OUT/build.log"
+  say "done (rc $RC); files: $(cd "$OUT" && echo *)"
+  exit "$RC"
+fi
 # Engine logs, one file (the 8-file limit); the workflow, to reproduce a case by hand.
 for f in "$PARITY_WORK"/comfy_fp16.log "$PARITY_WORK"/sdflow_fp16.log "$PARITY_WORK"/comfy_fp32.log "$PARITY_WORK"/sdflow_fp32.log; do
   [ -f "$f" ] && { echo "===== $(basename "$f")"; tail -c 3000000 "$f"; }

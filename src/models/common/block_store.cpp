@@ -1,5 +1,6 @@
 #include "models/common/block_store.h"
 
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -38,6 +39,7 @@ std::shared_ptr<WeightStore> build_block_store(const StateDict& weights,
     log::debug("{}: {} unexpected {} keys ignored in all", weights.label(), unexpected, spec.kind);
 
   auto store = std::make_shared<WeightStore>(spec.model_name, spec.storage, spec.compute);
+  store->set_source(std::filesystem::path(weights.label()).filename().string());
   for (auto& [name, tensors] : blocks) store->add_block(name, std::move(tensors));
   return store;
 }

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "memory/weight_store.h"
-#include "sdflow/memory.h"
+#include "models/common/attention.h"  // ops::attention and its kernels
 
 namespace sdflow::ops {
 
@@ -21,15 +21,5 @@ at::Tensor conv2d(const at::Tensor& x, const BlockLease& w, const std::string& p
 at::Tensor group_norm(const at::Tensor& x, const BlockLease& w, const std::string& prefix, int64_t groups,
                       double eps);
 at::Tensor layer_norm(const at::Tensor& x, const BlockLease& w, const std::string& prefix, double eps);
-
-// Multi-head attention on [B, N, heads·dim] tensors; returns [B, Nq, heads·dim].
-// mask: optional additive mask broadcastable to [B, heads, Nq, Nk].
-struct AttentionOptions {
-  int64_t heads = 1;
-  AttentionBackend backend = AttentionBackend::kDefault;
-  bool upcast = false;  // compute scores in fp32 (ComfyUI's attn_precision for basic/split)
-  at::Tensor mask;      // undefined = none
-};
-at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionOptions& options);
 
 }  // namespace sdflow::ops

@@ -1,5 +1,6 @@
 #include "models/diffusion/diffusion_model.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "core/error.h"
@@ -70,6 +71,16 @@ DiffusionModel DiffusionModel::with_patch(ModelPatch patch) const {
   return copy;
 }
 
+std::vector<std::string> DiffusionModel::streamed_blocks() const {
+  std::optional<int64_t> n;
+  for (const ModelPatch& p : patches_)
+    if (p.blocks_to_swap) n = p.blocks_to_swap;
+  if (!n || *n <= 0) return {};
+  const std::vector<std::string> all = unet_->swappable_blocks();
+  const auto count = static_cast<size_t>(std::min<int64_t>(*n, static_cast<int64_t>(all.size())));
+  return {all.end() - static_cast<std::ptrdiff_t>(count), all.end()};
+}
+
 at::Tensor DiffusionModel::apply_model(const at::Tensor& x, const at::Tensor& sigma, const ModelConds& conds,
                                        const sampling::ModelSampling& ms,
                                        const UNetRunOptions& options) const {
@@ -86,8 +97,13 @@ at::Tensor DiffusionModel::apply_model(const at::Tensor& x, const at::Tensor& si
     y = at::isFloatingType(conds.y.scalar_type()) ? conds.y.to(xc.device(), dt) : conds.y.to(xc.device());
 
   UNetRunOptions run = options;
-  for (const ModelPatch& p : patches_)
+  for (const ModelPatch& p : patches_) {
     if (p.output_block) run.output_block_patches.push_back(p.output_block);
+    if (p.attention) {
+      run.attention = p.attention->backend;
+      run.sage = p.attention->sage;
+    }
+  }
   const at::Tensor out = unet_->forward(xc, t, context, y, run);
   return ms.calculate_denoised(sigma, out.to(at::kFloat), x);
 }

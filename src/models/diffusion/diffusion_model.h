@@ -70,11 +70,24 @@ struct DiffusionModelConfig {
 double unet_memory_required(at::IntArrayRef input_shape, at::ScalarType dtype, double memory_usage_factor,
                             bool flash_attention);
 
+// The attention kernel a patch puts in place of the flags' choice (ComfyUI's
+// transformer_options["optimized_attention_override"], which KJNodes' PathchSageAttentionKJ sets).
+struct AttentionOverride {
+  AttentionBackend backend = AttentionBackend::kDefault;
+  ops::SageOptions sage;  // when backend is kSage
+};
+
 // One entry of ComfyUI's model_options patches. Only the parts the UNet runs are data here;
 // a patch may fill any of them.
 struct ModelPatch {
   std::string name;               // the node that added it ("FreeU"), for logs and errors
   OutputBlockPatch output_block;  // transformer_options["patches"]["output_block_patch"]
+  // ModelBlockSwap: stream the UNet's last N swappable blocks (UNetModel::swappable_blocks)
+  // instead of keeping them resident. A memory policy, not math: outputs are unchanged.
+  std::optional<int64_t> blocks_to_swap;
+  // Replaces the UNet's attention kernel for this model; the last patch that sets one wins,
+  // as a later override replaces an earlier one in ComfyUI.
+  std::optional<AttentionOverride> attention;
 };
 
 // What the UNet receives besides x and t, per cond, after ComfyUI's encode_model_conds
@@ -111,6 +124,9 @@ class DiffusionModel {
   const std::vector<ModelPatch>& patches() const { return patches_; }
   // ModelPatcher.clone() + a patch: shares everything but the patch list.
   DiffusionModel with_patch(ModelPatch patch) const;
+  // The UNet blocks the memory manager must stream for this MODEL (the latest block swap
+  // patch's last N swappable blocks); empty when no patch asks.
+  std::vector<std::string> streamed_blocks() const;
 
   // BaseModel._apply_model: x [N, C, h, w] float32 and sigma [N] on the compute device; `ms`
   // is the model sampling to use there. Returns the float32 x0 prediction.

@@ -9,9 +9,12 @@
 #include "core/log.h"
 #include "device/device.h"
 #include "memory/memory_manager.h"
+#include "memory/precision.h"
+#include "models/loader/loader_common.h"
 #include "models/loader/state_dict.h"
 #include "models/text_encoder/clip_text_layout.h"
 #include "models/unet/unet_layout.h"
+#include "models/vae/taesd.h"
 #include "models/vae/vae_layout.h"
 
 // Note [Random test checkpoints]
@@ -48,29 +51,6 @@ std::string family_from_metadata(const StateDict& sd) {
   return "";
 }
 
-// "first_stage_model. (248), model.diffusion_model. (686)": what the file holds, for errors.
-std::string describe_keys(const StateDict& sd) {
-  std::map<std::string, size_t> groups;
-  for (const auto& [key, t] : sd.tensors()) {
-    size_t dot = key.find('.');
-    // Two levels for the usual containers, so "model.diffusion_model." is told from "model.".
-    if (dot != std::string::npos &&
-        (key.compare(0, dot, "model") == 0 || key.compare(0, dot, "conditioner") == 0)) {
-      size_t second = key.find('.', dot + 1);
-      if (second != std::string::npos) dot = second;
-    }
-    ++groups[dot == std::string::npos ? key : key.substr(0, dot + 1)];
-  }
-  std::vector<std::pair<std::string, size_t>> sorted(groups.begin(), groups.end());
-  std::stable_sort(sorted.begin(), sorted.end(),
-                   [](const auto& a, const auto& b) { return a.second > b.second; });
-  std::string out = std::to_string(sd.tensors().size()) + " tensors";
-  for (size_t i = 0; i < sorted.size() && i < 6; ++i)
-    out += (i == 0 ? ": " : ", ") + sorted[i].first + " (" + std::to_string(sorted[i].second) + ")";
-  if (sorted.size() > 6) out += ", ...";
-  return out;
-}
-
 [[noreturn]] void throw_not_detected(const StateDict& sd, const std::string& why) {
   std::string msg = "could not detect the model type of " + sd.label() + ": " + why + ". The file holds " +
                     describe_keys(sd) + ".";
@@ -89,6 +69,42 @@ ClipFamily clip_family_for(const std::string& family) {
   if (family == "sdxl") return ClipFamily::kSdxl;
   if (family == "sdxl_refiner") return ClipFamily::kSdxlRefiner;
   return ClipFamily::kSd1;
+}
+
+// Fills the UNet fields of `layout` from `unet` (keys without the prefix). `sd` names errors,
+// carries the metadata, and is where the prediction heuristics look (under layout.unet_prefix).
+void detect_unet(const StateDict& sd, const StateDict& unet, CheckpointLayout& layout) {
+  std::map<at::ScalarType, int64_t> elements;
+  for (const auto& [key, t] : unet.tensors()) {
+    elements[t.scalar_type()] += t.numel();
+    layout.unet_parameters += t.numel();
+  }
+  layout.unet_weight_dtype =
+      std::max_element(elements.begin(), elements.end(), [](const auto& a, const auto& b) {
+        return a.second < b.second;
+      })->first;
+
+  UNetConfig config = naming_file(sd, "UNet", [&] { return UNetConfig::detect(unet); });
+  std::string family = config.family();
+  if (family == "unknown") {
+    family = family_from_metadata(sd);
+    if (family.empty())
+      throw_not_detected(sd, (layout.unet_prefix.empty() ? "its UNet" : "its UNet under '" + layout.unet_prefix + "'") +
+                                 " is " + config.describe() +
+                                 ", which matches no SD1.x, SD2.x, SDXL or SDXL refiner model");
+    layout.random_test_weights = true;
+    const UNetConfig tiny =
+        family == "sd15" || family == "sd2" ? UNetConfig::tiny_sd15() : UNetConfig::tiny_sdxl();
+    config.num_heads = tiny.num_heads;
+    config.num_head_channels = tiny.num_head_channels;
+  }
+  naming_file(sd, "UNet", [&] {
+    config.validate();
+    return 0;
+  });
+  layout.family = family;
+  layout.prediction = detect_prediction(config, sd, layout.unet_prefix);
+  layout.unet = std::move(config);
 }
 
 // supported_models.py process_clip_state_dict: where each family keeps its text encoders.
@@ -110,52 +126,20 @@ bool has_text_encoder(const StateDict& sd, ClipFamily family) {
 
 // --- building -------------------------------------------------------------------------------
 
-// Weight stores outlive nothing: when the last model using one goes (a cached loader output
-// dropped), its device copies go too, instead of staying in the residency forever.
-std::shared_ptr<const WeightStore> evict_on_release(std::shared_ptr<WeightStore> store,
-                                                    Residency& residency) {
-  const WeightStore* raw = store.get();
-  return std::shared_ptr<const WeightStore>(
-      raw, [store = std::move(store), &residency](const WeightStore* s) mutable {
-        residency.evict(*s);
-        store.reset();
-      });
-}
-
-// Adds the file's name to detection errors that only name a key.
-template <typename F>
-auto naming_file(const StateDict& sd, const std::string& what, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    if (msg.find(sd.label()) != std::string::npos) throw;
-    throw Error(e.kind(), sd.label() + ": " + what + ": " + msg);
-  }
-}
-
-enum class ClipSlot { kL, kG, kH };
-
-// ComfyUI builds each slot from a fixed JSON config (sd1_clip_config.json, clip_config_bigg.json,
-// sd2_clip_config.json): the activation is the slot's, whatever the width.
-ClipTextConfig clip_config(const StateDict& hf, ClipSlot slot, bool random_test_weights) {
-  ClipTextConfig c = ClipTextConfig::detect(hf);
-  c.activation = slot == ClipSlot::kL ? ClipActivation::kQuickGelu : ClipActivation::kGelu;
-  if (random_test_weights && c.family() == "unknown") c.heads = ClipTextConfig::tiny_l().heads;
-  c.validate();
-  return c;
-}
-
-std::shared_ptr<const ClipTextModel> build_clip(const StateDict& hf, ClipSlot slot, bool random_test_weights,
-                                                MemoryManager& memory, const std::string& name) {
-  const ClipTextConfig config =
-      naming_file(hf, name, [&] { return clip_config(hf, slot, random_test_weights); });
-  const DtypeChoice dt = memory.text_encoder_dtype();
-  // ComfyUI's text_encoder_device(): the CPU under --lowvram/--novram, so CLIP costs no VRAM.
-  Residency& residency = memory.residency_for(memory.text_encoder_device());
-  auto store =
-      evict_on_release(build_clip_text_weight_store(hf, config, dt.storage, dt.compute, name), residency);
-  return std::make_shared<const ClipTextModel>(config, std::move(store), residency);
+std::shared_ptr<const DiffusionModel> build_diffusion_model(const StateDict& sd, const StateDict& unet_weights,
+                                                           const CheckpointLayout& layout, MemoryManager& memory,
+                                                           const DtypeChoice& dt) {
+  const DiffusionModelConfig model_config = naming_file(sd, "UNet", [&] {
+    return DiffusionModelConfig::for_family(layout.family, layout.unet, layout.prediction);
+  });
+  auto store = evict_on_release(naming_file(sd, "UNet",
+                                            [&] {
+                                              return build_unet_weight_store(unet_weights, layout.unet,
+                                                                             dt.storage, dt.compute);
+                                            }),
+                                memory.residency());
+  auto unet = std::make_shared<const UNetModel>(layout.unet, std::move(store), memory.residency());
+  return std::make_shared<const DiffusionModel>(std::move(unet), model_config);
 }
 
 // Keys under `prefix` only (ComfyUI's prefix replacements drop the rest).
@@ -198,18 +182,49 @@ TextEncoders build_text_encoders(const StateDict& sd, const CheckpointLayout& la
   return te;
 }
 
+// Where a VAE runs (comfy/model_management.py vae_device(): the CPU with --cpu-vae) and the
+// residency that puts its weights there (the MemoryManager's host residency on the CPU).
+struct VaeHome {
+  Residency* residency = nullptr;
+  std::shared_ptr<const void> owner;
+  at::Device device = at::Device(at::kCPU);
+};
+
+VaeHome vae_home(MemoryManager& memory) {
+  VaeHome home;
+  home.device = memory.vae_device();
+  home.residency = &memory.residency_for(home.device);
+  return home;
+}
+
 VaeModel build_vae(const StateDict& vae_weights, MemoryManager& memory, const LatentFormat& latent_format) {
   const StateDict weights = normalize_vae_keys(vae_weights);
   const VaeConfig config = naming_file(weights, "VAE", [&] { return VaeConfig::detect(weights); });
   const DtypeChoice dt = memory.vae_dtype();
+  const VaeHome home = vae_home(memory);
   VaeModel v;
-  // comfy/model_management.py vae_device(): --cpu-vae runs the VAE on the CPU.
-  v.device = memory.vae_device();
-  Residency& residency = memory.residency_for(v.device);
-  auto store = evict_on_release(build_vae_weight_store(weights, config, dt.storage, dt.compute), residency);
-  v.model = std::make_shared<const AutoencoderKL>(config, std::move(store), residency);
+  v.device = home.device;
+  auto store = evict_on_release(build_vae_weight_store(weights, config, dt.storage, dt.compute), *home.residency,
+                                home.owner);
+  v.model = std::make_shared<const AutoencoderKL>(config, std::move(store), *home.residency);
   v.latent_format = latent_format;
   v.latent_format.channels = config.latent_channels();
+  v.dtype = dt.compute;
+  return v;
+}
+
+// ComfyUI builds TAESD through the same VAE class: vae_dtype from working dtypes bf16/fp32.
+VaeModel build_taesd(const StateDict& weights, const TaesdConfig& config, MemoryManager& memory,
+                     const LatentFormat& latent_format) {
+  const DtypeChoice dt = memory.vae_dtype();
+  const VaeHome home = vae_home(memory);
+  VaeModel v;
+  v.device = home.device;
+  auto store = evict_on_release(build_taesd_weight_store(weights, config, dt.storage, dt.compute),
+                                *home.residency, home.owner);
+  v.model = std::make_shared<const Taesd>(config, std::move(store), *home.residency);
+  v.latent_format = latent_format;
+  v.latent_format.channels = config.latent_channels;
   v.dtype = dt.compute;
   return v;
 }
@@ -257,38 +272,8 @@ CheckpointLayout detect_checkpoint(const StateDict& sd) {
     layout.unet_prefix.clear();
   }
   const StateDict unet = layout.unet_prefix.empty() ? sd : sd.with_prefix(layout.unet_prefix);
-
-  std::map<at::ScalarType, int64_t> elements;
-  for (const auto& [key, t] : unet.tensors()) {
-    elements[t.scalar_type()] += t.numel();
-    layout.unet_parameters += t.numel();
-  }
-  layout.unet_weight_dtype =
-      std::max_element(elements.begin(), elements.end(), [](const auto& a, const auto& b) {
-        return a.second < b.second;
-      })->first;
-
-  UNetConfig config = naming_file(sd, "UNet", [&] { return UNetConfig::detect(unet); });
-  std::string family = config.family();
-  if (family == "unknown") {
-    family = family_from_metadata(sd);
-    if (family.empty())
-      throw_not_detected(sd, "its UNet under '" + layout.unet_prefix + "' is " + config.describe() +
-                                 ", which matches no SD1.x, SD2.x, SDXL or SDXL refiner model");
-    layout.random_test_weights = true;
-    const UNetConfig tiny =
-        family == "sd15" || family == "sd2" ? UNetConfig::tiny_sd15() : UNetConfig::tiny_sdxl();
-    config.num_heads = tiny.num_heads;
-    config.num_head_channels = tiny.num_head_channels;
-  }
-  naming_file(sd, "UNet", [&] {
-    config.validate();
-    return 0;
-  });
-  layout.family = family;
-  layout.prediction = detect_prediction(config, sd, layout.unet_prefix);
-  layout.unet = std::move(config);
-  layout.clip_family = clip_family_for(family);
+  detect_unet(sd, unet, layout);
+  layout.clip_family = clip_family_for(layout.family);
   layout.has_clip = !layout.unet_prefix.empty() && has_text_encoder(sd, layout.clip_family);
   layout.has_vae = !layout.unet_prefix.empty() && sd.count_prefix(kVaePrefix) > 0;
   return layout;
@@ -303,15 +288,8 @@ LoadedCheckpoint load_checkpoint(const StateDict& sd, MemoryManager& memory, con
             layout.has_vae ? "yes" : "none");
 
   if (parts.model) {
-    const DiffusionModelConfig model_config = naming_file(sd, "UNet", [&] {
-      return DiffusionModelConfig::for_family(layout.family, layout.unet, layout.prediction);
-    });
-    const DtypeChoice dt = memory.unet_dtype(layout.unet_weight_dtype);
-    auto store = evict_on_release(
-        build_unet_weight_store(sd.with_prefix(layout.unet_prefix), layout.unet, dt.storage, dt.compute),
-        memory.residency());
-    auto unet = std::make_shared<const UNetModel>(layout.unet, std::move(store), memory.residency());
-    out.model = std::make_shared<const DiffusionModel>(std::move(unet), model_config);
+    out.model = build_diffusion_model(sd, sd.with_prefix(layout.unet_prefix), layout, memory,
+                                      memory.unet_dtype(layout.unet_weight_dtype));
   }
   if (parts.clip) {
     if (layout.has_clip)
@@ -333,10 +311,71 @@ LoadedCheckpoint load_checkpoint(const StateDict& sd, MemoryManager& memory, con
 }
 
 VaeModel load_vae(const StateDict& file, MemoryManager& memory, const LatentFormat& latent_format) {
+  if (is_taesd_state_dict(file)) {
+    const TaesdConfig config = naming_file(file, "TAESD", [&] { return TaesdConfig::detect(file); });
+    return build_taesd(file, config, memory, latent_format);
+  }
   // ComfyUI reads VAE files without a prefix; a checkpoint's VAE part is accepted as well.
   if (!file.has("decoder.conv_in.weight") && file.has(std::string(kVaePrefix) + "decoder.conv_in.weight"))
     return build_vae(file.with_prefix(kVaePrefix), memory, latent_format);
   return build_vae(file, memory, latent_format);
+}
+
+LoadedDiffusionModel load_diffusion_model(const StateDict& file, MemoryManager& memory,
+                                          const DiffusionModelOptions& options) {
+  // load_diffusion_model_state_dict: the keys under the detected UNet prefix when there are any
+  // (other keys are dropped), else the file as it is.
+  StateDict unet = file.with_prefix(unet_prefix_of(file));
+  if (unet.tensors().empty()) unet = file;
+  if (!unet.has("input_blocks.0.0.weight")) {
+    if (unet.has("conv_in.weight") && unet.count_prefix("down_blocks.") > 0)
+      throw Error(ErrorKind::kModel,
+                  "could not detect the model type of " + file.label() +
+                      ": it is a UNet in the diffusers layout ('conv_in.weight', 'down_blocks.…'), which sdflow "
+                      "does not read yet; use the single-file (LDM) version of the model");
+    throw_not_detected(file,
+                       "no SD/SDXL UNet ('input_blocks.0.0.weight' is missing, with or without the "
+                       "'model.diffusion_model.' prefix)");
+  }
+  LoadedDiffusionModel out;
+  out.layout.unet_prefix.clear();
+  detect_unet(unet, unet, out.layout);
+  out.layout.clip_family = clip_family_for(out.layout.family);
+
+  DtypeChoice dt = memory.unet_dtype(out.layout.unet_weight_dtype);
+  if (options.weight_dtype != Precision::kDefault) {
+    // ComfyUI: model_options["dtype"] wins over the flags; compute stays unet_manual_cast's.
+    if (!scalar_type_of(options.weight_dtype))
+      throw Error(ErrorKind::kModel, std::string("weight_dtype ") + to_string(options.weight_dtype) +
+                                         " needs fp8 support in libtorch (2.1 or newer); this build has none");
+    MemoryOptions o = memory.options();
+    o.unet = options.weight_dtype;
+    dt = choose_unet_dtype(o, memory.caps(), out.layout.unet_weight_dtype);
+  }
+  log::info("{}: diffusion model {} ({}), weights {}", file.label(), out.layout.family,
+            to_string(out.layout.prediction.type), c10::toString(dt.storage));
+  out.model = build_diffusion_model(unet, unet, out.layout, memory, dt);
+  return out;
+}
+
+VaeModel load_taesd(const std::string& family, const StateDict& encoder, const StateDict& decoder,
+                    MemoryManager& memory) {
+  const TaesdConfig config = TaesdConfig::for_family(family);
+  // Each half is checked against the family on its own, so that errors name its file.
+  for (const auto* half : {&encoder, &decoder}) {
+    TaesdConfig only = config;
+    only.has_encoder = half == &encoder;
+    only.has_decoder = half == &decoder;
+    const std::string prefix = only.has_encoder ? "taesd_encoder." : "taesd_decoder.";
+    std::map<std::string, at::Tensor> prefixed;
+    for (const auto& [key, t] : half->tensors()) prefixed.emplace(prefix + key, t);
+    build_taesd_weight_store(StateDict::from_tensors(std::move(prefixed), half->label()), only, at::kFloat, at::kFloat);
+  }
+  std::map<std::string, at::Tensor> merged;
+  for (const auto& [key, t] : encoder.tensors()) merged.emplace("taesd_encoder." + key, t);
+  for (const auto& [key, t] : decoder.tensors()) merged.emplace("taesd_decoder." + key, t);
+  const LatentFormat format = family == "taesdxl" ? LatentFormat::sdxl() : LatentFormat::sd15();
+  return build_taesd(StateDict::from_tensors(std::move(merged), decoder.label()), config, memory, format);
 }
 
 }  // namespace sdflow

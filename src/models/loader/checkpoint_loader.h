@@ -19,6 +19,8 @@
 #include "models/text_encoder/clip_text.h"
 #include "models/unet/unet_config.h"
 #include "models/vae/autoencoder_kl.h"
+#include "models/vae/taesd_layout.h"
+#include "sdflow/memory.h"
 
 namespace sdflow {
 
@@ -60,10 +62,10 @@ struct TextEncoders {
   std::shared_ptr<const ClipTextModel> clip_h;  // sd2
 };
 
-// ComfyUI's VAE object: the AutoencoderKL with the latent format of the checkpoint it came from
-// (SD15 for standalone files, which carry no family) and where it runs.
+// ComfyUI's VAE object: the first-stage model (AutoencoderKL or TAESD) with the latent format of
+// the checkpoint it came from (SD15 for standalone files, which carry no family) and where it runs.
 struct VaeModel {
-  std::shared_ptr<const AutoencoderKL> model;
+  std::shared_ptr<const FirstStageModel> model;
   LatentFormat latent_format;
   at::ScalarType dtype = at::kFloat;         // storage = compute for VAEs
   at::Device device = at::Device(at::kCPU);  // the compute device, or the CPU with --cpu-vae
@@ -90,7 +92,34 @@ LoadedCheckpoint load_checkpoint(const StateDict& checkpoint, MemoryManager& mem
 
 // VAELoader's files (models/vae): AutoencoderKL keys without a prefix (a full checkpoint's
 // `first_stage_model.` keys are accepted too). Throws Error(kModel) for anything else.
+// Files whose keys are TAESD's ("taesd_decoder.1.weight", ComfyUI's test) load as TAESD with
+// the file's vae_scale/vae_shift (1 and 0 when absent).
 VaeModel load_vae(const StateDict& vae_file, MemoryManager& memory,
                   const LatentFormat& latent_format = LatentFormat::sd15());
+
+// UNETLoader's files (models/diffusion_models, models/unet): a UNet alone, with the
+// `model.diffusion_model.` prefix or without one (ComfyUI's load_diffusion_model_state_dict; a
+// whole checkpoint works too, its other parts are ignored). The family is detected as for
+// checkpoints; SDXL's prediction marker keys count only in unprefixed files, as in ComfyUI.
+struct DiffusionModelOptions {
+  // UNETLoader's weight_dtype: storage dtype instead of the flags' (fp8 needs libtorch ≥ 2.1).
+  Precision weight_dtype = Precision::kDefault;
+};
+
+struct LoadedDiffusionModel {
+  CheckpointLayout layout;  // unet_prefix "", has_clip / has_vae false
+  std::shared_ptr<const DiffusionModel> model;
+};
+
+// Throws Error(kModel) naming the file for undetectable files (diffusers-layout UNets included)
+// and for weights that do not fit the detected architecture (naming the key).
+LoadedDiffusionModel load_diffusion_model(const StateDict& file, MemoryManager& memory,
+                                          const DiffusionModelOptions& options = {});
+// VAELoader's TAESD names (nodes.py load_taesd): the encoder and decoder halves as saved by
+// madebyollin/taesd (keys without a prefix), joined under "taesd_encoder." / "taesd_decoder."
+// with the family's scale and shift (TaesdConfig::for_family). Throws Error(kModel) naming the
+// file when a half does not fit the family.
+VaeModel load_taesd(const std::string& family, const StateDict& encoder, const StateDict& decoder,
+                    MemoryManager& memory);
 
 }  // namespace sdflow

@@ -5,10 +5,16 @@
 
 #include "core/error.h"
 #include "io/safetensors_torch.h"
+#include "io/torch_checkpoint_torch.h"
 
 namespace sdflow {
 
 namespace {
+constexpr const char* kConvertHint =
+    ": pickle-based model files are only loaded when they hold nothing but tensors (anything else could "
+    "execute code). Convert it to .safetensors first, e.g. with Python: safetensors.torch.save_file("
+    "torch.load(f, weights_only=True)['state_dict'], 'model.safetensors')";
+
 std::string lower_extension(const std::string& path) {
   std::string ext = std::filesystem::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -18,11 +24,20 @@ std::string lower_extension(const std::string& path) {
 
 StateDict StateDict::open(const std::string& path) {
   const std::string ext = lower_extension(path);
-  if (ext == ".ckpt" || ext == ".pt" || ext == ".pth" || ext == ".bin" || ext == ".pt2")
-    throw Error(ErrorKind::kModel,
-                path + ": pickle-based model files are not loaded (they can execute code). Convert it to "
-                       ".safetensors first, e.g. with Python: safetensors.torch.save_file(torch.load(f, "
-                       "weights_only=True)['state_dict'], 'model.safetensors')");
+  if (ext == ".ckpt" || ext == ".pt" || ext == ".pth" || ext == ".bin") {
+    // Zip checkpoints made of tensors only are read by an interpreter that executes nothing;
+    // anything else (legacy pickles, pickled classes) is refused with the conversion hint.
+    StateDict sd;
+    sd.label_ = path;
+    try {
+      sd.tensors_ = load_torch_checkpoint(path);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::kIo) throw;
+      throw Error(ErrorKind::kModel, std::string(e.what()) + "\n" + path + kConvertHint);
+    }
+    return sd;
+  }
+  if (ext == ".pt2") throw Error(ErrorKind::kModel, path + kConvertHint);
   auto file = SafetensorsFile::open(path);
   StateDict sd;
   sd.label_ = path;

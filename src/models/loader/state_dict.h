@@ -1,6 +1,7 @@
-// A model file's tensors by key: zero-copy CPU views of a safetensors mapping. Pickle-based
-// files (.ckpt, .pt, .bin) are refused with a message that says how to convert them, because
-// loading them would mean executing code from the file.
+// A model file's tensors by key: zero-copy CPU views of a safetensors mapping, or of a PyTorch zip
+// checkpoint (.ckpt, .pt, .pth, .bin) that holds nothing but tensors, read without executing
+// anything (io/torch_checkpoint.h). Any other pickle is refused with a message that says how to
+// convert it, because loading it would mean executing code from the file.
 #pragma once
 
 #include <ATen/ATen.h>

@@ -137,6 +137,13 @@ UNetModel::UNetModel(UNetConfig config, std::shared_ptr<const WeightStore> weigh
                   "UNet: weight store '" + weights_->model_name() + "' has no block '" + name + "'");
 }
 
+std::vector<std::string> UNetModel::swappable_blocks() const {
+  std::vector<std::string> names;
+  for (const auto* part : {&plan_.input_blocks, &plan_.middle_block, &plan_.output_blocks})
+    for (const UNetBlock& b : *part) names.push_back(b.name);
+  return names;
+}
+
 at::Tensor UNetModel::forward(const at::Tensor& x, const at::Tensor& timesteps, const at::Tensor& context,
                               const at::Tensor& y, const UNetRunOptions& options) const {
   if (x.dim() != 4 || x.size(1) != config_.in_channels)
@@ -160,6 +167,8 @@ at::Tensor UNetModel::forward(const at::Tensor& x, const at::Tensor& timesteps, 
   attention.backend = options.attention;
   attention.upcast = fp32_scores && (options.attention == AttentionBackend::kSplit ||
                                      options.attention == AttentionBackend::kQuad);
+  attention.free_memory = options.free_memory;
+  attention.sage = options.sage;
 
   at::Tensor emb;
   {

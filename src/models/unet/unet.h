@@ -14,6 +14,7 @@
 
 #include "memory/residency.h"
 #include "memory/weight_store.h"
+#include "models/common/attention.h"
 #include "models/unet/unet_config.h"
 #include "models/unet/unet_layout.h"
 #include "sdflow/memory.h"
@@ -34,8 +35,13 @@ using OutputBlockPatch = std::function<std::pair<at::Tensor, at::Tensor>(
 struct UNetRunOptions {
   // kDefault is PyTorch SDPA, ComfyUI's choice on NVIDIA; fp32 attention scores (SD2.x,
   // --force-upcast-attention) are honoured only by the upcast-capable kSplit/kQuad, as in ComfyUI.
+  // A model patch may replace the kernel (DiffusionModel::apply_model).
   AttentionBackend attention = AttentionBackend::kDefault;
   UpcastAttention upcast_attention = UpcastAttention::kDefault;
+  ops::SageOptions sage;  // the INT8 kernel's settings, when attention is kSage
+  // Bytes free on the compute device, read by the split / sub-quad kernels to size their chunks
+  // (ops::AttentionOptions::free_memory); unset: the host's available memory on the CPU.
+  std::function<int64_t()> free_memory;
   std::function<void()> check_cancel;                  // called before each block; throws to stop
   std::vector<OutputBlockPatch> output_block_patches;  // applied in order
 };
@@ -57,6 +63,9 @@ class UNetModel {
   const UNetConfig& config() const { return config_; }
   const WeightStore& weights() const { return *weights_; }
   const UNetPlan& plan() const { return plan_; }
+  // What block swap may stream, in execution order: input_blocks.*, middle_block,
+  // output_blocks.* (time_embed, label_emb and out are small and always stay).
+  std::vector<std::string> swappable_blocks() const;
 
  private:
   UNetConfig config_;

@@ -34,7 +34,10 @@ at::Tensor attention(const at::Tensor& x, const BlockLease& w, const std::string
   auto tokens = [&](const at::Tensor& t) { return t.reshape({B, C, H * W}).transpose(1, 2).contiguous(); };
   ops::AttentionOptions options;
   options.heads = 1;
-  options.backend = backend;
+  // ComfyUI's vae_attention never runs the UNet's kernels: PyTorch attention when it is enabled
+  // (also under --use-sage-attention), else its own query-sliced attention, which SDPA matches
+  // (same math) without the 64/128-slice limits a UNet kernel would bring.
+  options.backend = backend == AttentionBackend::kPytorch ? backend : AttentionBackend::kDefault;
   at::Tensor out = ops::attention(tokens(ops::conv2d(h, w, p + ".q")), tokens(ops::conv2d(h, w, p + ".k")),
                                   tokens(ops::conv2d(h, w, p + ".v")), options);
   out = out.transpose(1, 2).reshape({B, C, H, W});

@@ -13,18 +13,14 @@
 
 #include "memory/residency.h"
 #include "memory/weight_store.h"
+#include "models/vae/first_stage.h"
 #include "models/vae/vae_config.h"
 #include "sdflow/memory.h"
 
 namespace sdflow {
 
-struct VaeRunOptions {
-  AttentionBackend attention = AttentionBackend::kDefault;
-  std::function<void()> check_cancel;  // called before each block; throws to stop
-};
-
 // Thread-compatible: encode/decode are const and keep no state between calls.
-class AutoencoderKL {
+class AutoencoderKL final : public FirstStageModel {
  public:
   // Throws Error(kModel) when the store lacks a block the config needs.
   AutoencoderKL(VaeConfig config, std::shared_ptr<const WeightStore> weights, Residency& residency);
@@ -36,12 +32,17 @@ class AutoencoderKL {
   // (DiagonalGaussianRegularizer without sampling) on the compute device, compute dtype; sizes
   // that are not multiples of f round down at each downsample.
   // Throws Error(kModel) for a decoder-only VAE.
-  at::Tensor encode(const at::Tensor& x, const VaeRunOptions& options = {}) const;
+  at::Tensor encode(const at::Tensor& x, const VaeRunOptions& options = {}) const override;
   // first_stage_model.decode: z [B, latent_channels, h, w] → [B, out_ch, h·f, w·f], compute dtype.
-  at::Tensor decode(const at::Tensor& z, const VaeRunOptions& options = {}) const;
+  at::Tensor decode(const at::Tensor& z, const VaeRunOptions& options = {}) const override;
 
   const VaeConfig& config() const { return config_; }
-  const WeightStore& weights() const { return *weights_; }
+  const WeightStore& weights() const override { return *weights_; }
+  int64_t downscale() const override { return config_.downscale(); }
+  int64_t image_channels() const override { return config_.in_channels; }
+  int64_t output_channels() const override { return config_.out_ch; }
+  int64_t latent_channels() const override { return config_.latent_channels(); }
+  bool has_encoder() const override { return config_.has_encoder; }
 
  private:
   VaeConfig config_;

@@ -52,15 +52,15 @@ at::Tensor vae_crop_pixels(const at::Tensor& image, int64_t downscale, int64_t c
   return out;
 }
 
-at::Tensor vae_encode(const AutoencoderKL& vae, const at::Tensor& image, const VaeImageOptions& options) {
+at::Tensor vae_encode(const FirstStageModel& vae, const at::Tensor& image, const VaeImageOptions& options) {
   const at::Tensor pixels =
-      vae_crop_pixels(image, vae.config().downscale(), vae.config().in_channels).movedim(-1, 1);
+      vae_crop_pixels(image, vae.downscale(), vae.image_channels()).movedim(-1, 1);
   return in_batches(pixels, options.batch, [&](const at::Tensor& x) {
     return vae.encode(vae_process_input(x), options.run).to(options.output_device).to(at::kFloat);
   });
 }
 
-at::Tensor vae_decode(const AutoencoderKL& vae, const at::Tensor& latent, const VaeImageOptions& options) {
+at::Tensor vae_decode(const FirstStageModel& vae, const at::Tensor& latent, const VaeImageOptions& options) {
   const at::Tensor z = latent.dim() == 5 ? latent.select(2, 0) : latent;
   const at::Tensor images = in_batches(z, options.batch, [&](const at::Tensor& x) {
     return vae_process_output(vae.decode(x, options.run).to(options.output_device).to(at::kFloat));
@@ -122,10 +122,10 @@ at::Tensor tiled_scale(const at::Tensor& samples, const VaeTileFn& fn, int64_t t
   return output;
 }
 
-at::Tensor vae_decode_tiled(const AutoencoderKL& vae, const at::Tensor& latent, VaeTiles t,
+at::Tensor vae_decode_tiled(const FirstStageModel& vae, const at::Tensor& latent, VaeTiles t,
                             const VaeImageOptions& options) {
   if (latent.dim() != 4) throw Error(ErrorKind::kRuntime, "tiled VAE decode: latent must be [B, C, h, w]");
-  const int64_t f = vae.config().downscale(), out_ch = vae.config().out_ch;
+  const int64_t f = vae.downscale(), out_ch = vae.output_channels();
   const VaeTileFn decode = [&](const at::Tensor& z) { return vae.decode(z, options.run).to(at::kFloat); };
   const int64_t h = latent.size(2), w = latent.size(3);
   const int64_t total = latent.size(0) * (tiled_scale_steps(w, h, t.tile_x, t.tile_y, t.overlap) +
@@ -145,10 +145,10 @@ at::Tensor vae_decode_tiled(const AutoencoderKL& vae, const at::Tensor& latent, 
   return vae_process_output(sum / 3.0).movedim(1, -1);
 }
 
-at::Tensor vae_encode_tiled(const AutoencoderKL& vae, const at::Tensor& image, VaeTiles t,
+at::Tensor vae_encode_tiled(const FirstStageModel& vae, const at::Tensor& image, VaeTiles t,
                             const VaeImageOptions& options) {
-  const int64_t f = vae.config().downscale();
-  const at::Tensor pixels = vae_crop_pixels(image, f, vae.config().in_channels).movedim(-1, 1);
+  const int64_t f = vae.downscale();
+  const at::Tensor pixels = vae_crop_pixels(image, f, vae.image_channels()).movedim(-1, 1);
   const VaeTileFn encode = [&](const at::Tensor& x) {
     return vae.encode(vae_process_input(x), options.run).to(at::kFloat);
   };
@@ -160,7 +160,7 @@ at::Tensor vae_encode_tiled(const AutoencoderKL& vae, const at::Tensor& image, V
   auto tick = [&] {
     if (options.progress) options.progress(++done, total);
   };
-  const int64_t channels = vae.config().latent_channels();
+  const int64_t channels = vae.latent_channels();
   auto pass = [&](int64_t tx, int64_t ty) {
     return tiled_scale(pixels, encode, tx, ty, t.overlap, 1.0 / static_cast<double>(f), channels,
                        options.output_device, tick);

@@ -1,4 +1,4 @@
-// ComfyUI's VAE class (comfy/sd.py) around an AutoencoderKL: IMAGE ↔ LATENT with its value ranges,
+// ComfyUI's VAE class (comfy/sd.py) around a first-stage model (AutoencoderKL or TAESD): IMAGE ↔ LATENT with its value ranges,
 // crops, batching and tiling (comfy/utils.py: tiled_scale_multidim). IMAGE is [B, H, W, C] float32
 // in 0..1, LATENT [B, C, h, w] float32 in raw VAE space: the latent format's scale factor
 // (0.18215 SD1.x, 0.13025 SDXL) is applied by the sampler (process_latent_in/out), never here.
@@ -10,7 +10,7 @@
 #include <functional>
 #include <vector>
 
-#include "models/vae/autoencoder_kl.h"
+#include "models/vae/first_stage.h"
 
 namespace sdflow {
 
@@ -32,9 +32,9 @@ at::Tensor vae_process_output(const at::Tensor& pixels);  // clamp((x + 1) / 2, 
 at::Tensor vae_crop_pixels(const at::Tensor& image, int64_t downscale, int64_t channels = 3);
 
 // VAE.encode: IMAGE → LATENT [B, latent_channels, H/f, W/f] float32 on options.output_device.
-at::Tensor vae_encode(const AutoencoderKL& vae, const at::Tensor& image, const VaeImageOptions& options = {});
+at::Tensor vae_encode(const FirstStageModel& vae, const at::Tensor& image, const VaeImageOptions& options = {});
 // VAE.decode: LATENT (4-D, or 5-D whose first frame is used) → IMAGE [B, h·f, w·f, 3].
-at::Tensor vae_decode(const AutoencoderKL& vae, const at::Tensor& latent,
+at::Tensor vae_decode(const FirstStageModel& vae, const at::Tensor& latent,
                       const VaeImageOptions& options = {});
 
 struct VaeTiles {
@@ -48,11 +48,11 @@ inline constexpr VaeTiles kVaeEncodeTilesDefault{512, 512, 64};  // pixels (enco
 // VAE.decode_tiled (decode_tiled_): tiles in latent px; the average of three tilings, tall
 // (x/2 × y·2), wide (x·2 × y/2) and as given, then process_output. VAEDecodeTiled's node passes
 // tile_size/8 and overlap/8 (after its own overlap clamp). Returns IMAGE [B, H, W, 3].
-at::Tensor vae_decode_tiled(const AutoencoderKL& vae, const at::Tensor& latent,
+at::Tensor vae_decode_tiled(const FirstStageModel& vae, const at::Tensor& latent,
                             VaeTiles tiles = kVaeDecodeTilesDefault, const VaeImageOptions& options = {});
 // VAE.encode_tiled (crop, then encode_tiled_): tiles in pixels; the average of the tilings as
 // given, wide and tall, in that order. Returns LATENT.
-at::Tensor vae_encode_tiled(const AutoencoderKL& vae, const at::Tensor& image,
+at::Tensor vae_encode_tiled(const FirstStageModel& vae, const at::Tensor& image,
                             VaeTiles tiles = kVaeEncodeTilesDefault, const VaeImageOptions& options = {});
 
 // comfy/utils.py tiled_scale (2-D tiled_scale_multidim): runs fn on overlapping tiles of
