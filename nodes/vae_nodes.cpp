@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/torch_compat.h"
 #include "device/device.h"
 #include "memory/memory_manager.h"
 #include "nodes/builtin.h"
@@ -28,7 +29,7 @@ const FirstStageModel& VaeValue::require(const std::string& where) const {
 }
 
 bool is_out_of_memory(const std::exception& e) {
-  if (dynamic_cast<const c10::OutOfMemoryError*>(&e)) return true;
+  if (compat::is_cuda_out_of_memory(e)) return true;
   const auto* err = dynamic_cast<const Error*>(&e);
   return err && err->kind() == ErrorKind::kOutOfMemory;
 }
@@ -53,6 +54,7 @@ struct VaeRun {
   VaeImageOptions options;
   int64_t free_memory = 0;
   std::function<void()> empty_cache;
+  int low_memory = 0;  // the OOM ladder's low-memory level (memory_manager.h)
 };
 
 // What ComfyUI's VAE functions look up for themselves: devices, the free memory that sizes
@@ -70,7 +72,20 @@ VaeRun vae_run(NodeContext& ctx, const VaeValue& vae) {
   r.empty_cache = [mm] {
     if (mm) mm->device().empty_cache();
   };
+  r.low_memory = mm ? mm->low_memory_level() : 0;
   return r;
+}
+
+// Tiles for the OOM ladder's low-memory levels: ComfyUI's own fallback tiles at level 1, then
+// halved per level (never below 8 latent cells / 64 pixels, where overlap would dominate).
+VaeTiles shrink_tiles(VaeTiles t, int halvings, int64_t min_tile) {
+  for (int i = 0; i < halvings; ++i) {
+    if (t.tile_x / 2 < min_tile || t.tile_y / 2 < min_tile) break;
+    t.tile_x /= 2;
+    t.tile_y /= 2;
+    t.overlap /= 2;
+  }
+  return t;
 }
 
 int64_t batch_for(int64_t free_memory, int64_t memory_used) {
@@ -99,6 +114,12 @@ at::Tensor decode_latent(NodeContext& ctx, const VaeValue& vae, const at::Tensor
   const FirstStageModel& model = vae.require("");
   VaeRun r = vae_run(ctx, vae);
   const at::Tensor z = latent.dim() == 5 ? latent.select(2, 0) : latent;
+  if (r.low_memory > 0) {
+    const VaeTiles tiles = shrink_tiles(kVaeDecodeTilesDefault, r.low_memory - 1, 8);
+    log::warn("{}low-memory mode: tiled VAE decoding ({}x{} latent tiles)", ctx.where(), tiles.tile_x,
+              tiles.tile_y);
+    return vae_decode_tiled(model, z, tiles, r.options);
+  }
   r.options.batch = batch_for(r.free_memory, vae_decode_memory(z.sizes().vec(), vae.vae.dtype));
   return with_tiled_fallback(
       [&] { return vae_decode(model, z, r.options); },
@@ -112,6 +133,12 @@ at::Tensor encode_pixels(NodeContext& ctx, const VaeValue& vae, const at::Tensor
   VaeRun r = vae_run(ctx, vae);
   const at::Tensor cropped = vae_crop_pixels(image, model.downscale(), model.image_channels());
   const std::vector<int64_t> shape{cropped.size(0), cropped.size(3), cropped.size(1), cropped.size(2)};
+  if (r.low_memory > 0) {
+    const VaeTiles tiles = shrink_tiles(kVaeEncodeTilesDefault, r.low_memory - 1, 64);
+    log::warn("{}low-memory mode: tiled VAE encoding ({}x{} pixel tiles)", ctx.where(), tiles.tile_x,
+              tiles.tile_y);
+    return vae_encode_tiled(model, image, tiles, r.options);
+  }
   r.options.batch = batch_for(r.free_memory, vae_encode_memory(shape, vae.vae.dtype));
   return with_tiled_fallback(
       [&] { return vae_encode(model, image, r.options); },
@@ -151,7 +178,8 @@ class VAEDecodeTiled final : public Node {
     at::Tensor z = latent_samples(ctx, in);
     if (z.dim() == 5) z = z.select(2, 0);
     VaeRun r = vae_run(ctx, *vae);
-    return {make_image(vae_decode_tiled(model, z, {tile / f, tile / f, overlap / f}, r.options))};
+    const VaeTiles tiles = shrink_tiles({tile / f, tile / f, overlap / f}, r.low_memory, 8);
+    return {make_image(vae_decode_tiled(model, z, tiles, r.options))};
   }
 };
 
@@ -164,7 +192,8 @@ class VAEEncodeTiled final : public Node {
     const int64_t overlap = in.at("overlap").as_int();
     VaeRun r = vae_run(ctx, *vae);
     LatentValue out;
-    out.samples = vae_encode_tiled(model, image_pixels(ctx, in, "pixels"), {tile, tile, overlap}, r.options);
+    const VaeTiles tiles = shrink_tiles({tile, tile, overlap}, r.low_memory, 64);
+    out.samples = vae_encode_tiled(model, image_pixels(ctx, in, "pixels"), tiles, r.options);
     return {make_latent(std::move(out))};
   }
 };

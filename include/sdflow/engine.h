@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "sdflow/memory.h"
+#include "sdflow/plan.h"
 #include "sdflow/progress.h"
 
 namespace sdflow {
@@ -75,7 +76,7 @@ struct NodeReport {
   std::string class_type;
   bool cached = false;
   double seconds = 0;
-  int64_t peak_vram_allocated = 0;
+  int64_t peak_vram_allocated = 0;  // CUDA only (0 on the CPU)
   int64_t peak_vram_reserved = 0;
   int64_t peak_host_rss = 0;
   // Weights moved host→device during the node: blocks loaded to stay, blocks streamed (each
@@ -84,6 +85,7 @@ struct NodeReport {
   int64_t bytes_streamed = 0;
   std::vector<std::string> models_loaded;
   std::vector<std::string> models_evicted;
+  std::vector<std::string> oom_recovery;  // OOM ladder rungs taken before it succeeded
 };
 
 struct OutputImage {
@@ -117,6 +119,11 @@ class Engine {
   // Validates, then runs what the output nodes need. Results of unchanged nodes are reused
   // from earlier runs of this Engine. Throws sdflow::Error (kValidation, kCancelled, ...).
   RunResult run(const WorkflowHandle& workflow, const ProgressCallback& on_progress = {});
+
+  // Predicts the workflow's VRAM needs per node and per VRAM mode without running it, and
+  // which flags fit a budget (sdflow/plan.h). Validates strictly first (Error(kValidation));
+  // model files are read for their headers only (Error(kIo/kFormat/kModel) naming the node).
+  MemoryPlan plan(const WorkflowHandle& workflow, const PlanOptions& options = {}) const;
 
   // Asks a running run() to stop at the next node or step. Async-signal-safe.
   void cancel();

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -87,8 +88,10 @@ class TerminalProgress {
   }
 };
 
-nlohmann::json event_json(const ProgressEvent& e) {
-  nlohmann::json j = {{"event", to_string(e.type)}};
+// `elapsed`: seconds since the run started, so a reader can time steps without trusting the
+// pipe's delivery (bench/run_bench.py computes ms/step from it).
+nlohmann::json event_json(const ProgressEvent& e, double elapsed) {
+  nlohmann::json j = {{"event", to_string(e.type)}, {"elapsed", elapsed}};
   if (!e.node_id.empty()) j["node"] = e.node_id;
   if (!e.class_type.empty()) j["class_type"] = e.class_type;
   if (e.type == ProgressEvent::Type::kProgress) {
@@ -115,7 +118,8 @@ void write_report(const std::string& path, const RunResult* result, const std::s
                        {"bytes_loaded", n.bytes_loaded},
                        {"bytes_streamed", n.bytes_streamed},
                        {"models_loaded", n.models_loaded},
-                       {"models_evicted", n.models_evicted}});
+                       {"models_evicted", n.models_evicted},
+                       {"oom_recovery", n.oom_recovery}});
   }
   MemoryStats m = engine.memory_stats();
   nlohmann::json report = {{"ok", error.empty()},
@@ -133,11 +137,22 @@ void write_report(const std::string& path, const RunResult* result, const std::s
 }
 
 void print_node_table(const RunResult& r) {
-  std::fprintf(stderr, "%-8s %-28s %10s %12s\n", "node", "class_type", "seconds", "peak VRAM");
+  std::fprintf(stderr, "%-8s %-26s %9s %11s %11s %11s %10s  %s\n", "node", "class_type", "seconds",
+               "VRAM peak", "reserved", "RSS peak", "streamed", "loaded/evicted");
   for (const auto& n : r.nodes) {
-    std::fprintf(stderr, "%-8s %-28s %10s %12s\n", n.node_id.c_str(), n.class_type.c_str(),
-                 n.cached ? "cached" : std::to_string(n.seconds).substr(0, 8).c_str(),
-                 n.cached ? "-" : fmt_bytes(n.peak_vram_allocated).c_str());
+    if (n.cached) {
+      std::fprintf(stderr, "%-8s %-26s %9s\n", n.node_id.c_str(), n.class_type.c_str(), "cached");
+      continue;
+    }
+    std::string models;
+    for (const auto& m : n.models_loaded) models += "+" + m + " ";
+    for (const auto& m : n.models_evicted) models += "-" + m + " ";
+    for (const auto& m : n.oom_recovery) models += "oom:" + m + " ";
+    char secs[32];
+    std::snprintf(secs, sizeof secs, "%.3f", n.seconds);
+    std::fprintf(stderr, "%-8s %-26s %9s %11s %11s %11s %10s  %s\n", n.node_id.c_str(), n.class_type.c_str(),
+                 secs, fmt_bytes(n.peak_vram_allocated).c_str(), fmt_bytes(n.peak_vram_reserved).c_str(),
+                 fmt_bytes(n.peak_host_rss).c_str(), fmt_bytes(n.bytes_streamed).c_str(), models.c_str());
   }
 }
 
@@ -151,7 +166,11 @@ int command_run(const CommonOptions& common, const RunArgs& args) {
   ProgressCallback progress;
   TerminalProgress terminal;
   if (args.json_progress) {
-    progress = [](const ProgressEvent& e) { std::cout << event_json(e).dump() << std::endl; };
+    const auto start = std::chrono::steady_clock::now();
+    progress = [start](const ProgressEvent& e) {
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::cout << event_json(e, elapsed).dump() << std::endl;
+    };
   } else if (!common.quiet) {
     progress = [&terminal](const ProgressEvent& e) { terminal(e); };
   }
@@ -195,6 +214,105 @@ int command_validate(const CommonOptions& common, const ValidateArgs& args) {
     std::cerr << v.text();
   }
   return v.ok ? kExitOk : kExitUsage;
+}
+
+namespace {
+
+nlohmann::json plan_json(const MemoryPlan& p) {
+  nlohmann::json models = nlohmann::json::array();
+  for (const auto& m : p.models)
+    models.push_back({{"id", m.id},
+                      {"file", m.file},
+                      {"dtype", m.dtype},
+                      {"bytes", m.bytes},
+                      {"largest_block_bytes", m.largest_block_bytes},
+                      {"text_encoder", m.text_encoder}});
+  nlohmann::json nodes = nlohmann::json::array();
+  for (size_t i = 0; i < p.nodes.size(); ++i) {
+    const PlannedNode& n = p.nodes[i];
+    nlohmann::json need = nlohmann::json::object();
+    for (const auto& m : p.modes) need[m.flags] = m.node_need_bytes.at(i);
+    nodes.push_back({{"node", n.node_id},
+                     {"class_type", n.class_type},
+                     {"models", n.models},
+                     {"shape", n.shape},
+                     {"weight_bytes", n.weight_bytes},
+                     {"activation_bytes", n.activation_bytes},
+                     {"min_activation_bytes", n.min_activation_bytes},
+                     {"tiled_activation_bytes", n.tiled_activation_bytes},
+                     {"need_bytes", need},
+                     {"note", n.note}});
+  }
+  nlohmann::json modes = nlohmann::json::array();
+  for (const auto& m : p.modes)
+    modes.push_back({{"flags", m.flags},
+                     {"need_bytes", m.need_bytes},
+                     {"need_node", m.need_node},
+                     {"fits", m.fits},
+                     {"needs_tiling", m.needs_tiling}});
+  return {{"device", p.device},
+          {"total_vram", p.total_vram},
+          {"budget_bytes", p.budget_bytes},
+          {"budget_source", p.budget_source},
+          {"models", models},
+          {"nodes", nodes},
+          {"modes", modes},
+          {"advice", p.advice}};
+}
+
+void print_plan(const MemoryPlan& p) {
+  std::printf("device: %s\n", p.device.c_str());
+  if (p.budget_bytes > 0)
+    std::printf("budget: %s (%s)\n", fmt_bytes(p.budget_bytes).c_str(), p.budget_source.c_str());
+  std::printf("\nmodels:\n");
+  for (const auto& m : p.models)
+    std::printf("  %-14s %-10s %11s  largest block %10s  %s\n", m.id.c_str(), m.dtype.c_str(),
+                fmt_bytes(m.bytes).c_str(), fmt_bytes(m.largest_block_bytes).c_str(), m.file.c_str());
+  std::printf("\n%-6s %-22s %-24s %10s %10s %10s %10s", "node", "class_type", "works on", "weights", "act.",
+              "act. min", "tiled");
+  for (const auto& m : p.modes) std::printf(" %12s", m.flags.c_str());
+  std::printf("\n");
+  for (size_t i = 0; i < p.nodes.size(); ++i) {
+    const PlannedNode& n = p.nodes[i];
+    std::printf("%-6s %-22s %-24s %10s %10s %10s %10s", n.node_id.c_str(), n.class_type.c_str(),
+                (n.shape.empty() ? n.note : n.shape).c_str(), fmt_bytes(n.weight_bytes).c_str(),
+                fmt_bytes(n.activation_bytes).c_str(), fmt_bytes(n.min_activation_bytes).c_str(),
+                n.tiled_activation_bytes ? fmt_bytes(n.tiled_activation_bytes).c_str() : "-");
+    for (const auto& m : p.modes) std::printf(" %12s", fmt_bytes(m.node_need_bytes.at(i)).c_str());
+    std::printf("\n");
+  }
+  std::printf("\n");
+  for (const auto& m : p.modes)
+    std::printf("%-12s needs %10s at %-22s %s\n", m.flags.c_str(), fmt_bytes(m.need_bytes).c_str(),
+                m.need_node.c_str(),
+                p.budget_bytes <= 0 ? ""
+                : m.fits            ? "fits"
+                                    : "does not fit");
+  std::printf("\n");
+  for (const auto& a : p.advice) std::printf("%s\n", a.c_str());
+}
+
+}  // namespace
+
+int command_plan(const CommonOptions& common, const PlanArgs& args) {
+  EngineOptions opts = common.engine;
+  PlanOptions plan_options;
+  plan_options.assume_compute_capability = args.assume_cc;
+  // The budget is what to plan for, not a cap to put on this process's allocator.
+  if (opts.memory.vram_budget_gb) {
+    if (*opts.memory.vram_budget_gb <= 0) throw Error(ErrorKind::kUsage, "--vram-budget must be > 0");
+    plan_options.budget_gb = *opts.memory.vram_budget_gb;
+    opts.memory.vram_budget_gb.reset();
+  }
+  auto engine = Engine::create(opts);
+  WorkflowHandle wf = engine->load_workflow(args.workflow);
+  for (const auto& s : args.sets) wf.set(s);
+  const MemoryPlan p = engine->plan(wf, plan_options);
+  if (args.json)
+    std::cout << plan_json(p).dump(2) << "\n";
+  else
+    print_plan(p);
+  return kExitOk;
 }
 
 int command_nodes(const CommonOptions& common, const NodesArgs& args) {

@@ -28,6 +28,13 @@ struct ValidateArgs {
   bool json = false;
 };
 
+struct PlanArgs {
+  std::string workflow;
+  std::vector<std::string> sets;
+  bool json = false;
+  int assume_cc = 8;
+};
+
 struct NodesArgs {
   bool json = false;
 };
@@ -50,6 +57,7 @@ struct MakeCheckpointArgs {
 
 int command_run(const CommonOptions& common, const RunArgs& args);
 int command_validate(const CommonOptions& common, const ValidateArgs& args);
+int command_plan(const CommonOptions& common, const PlanArgs& args);
 int command_nodes(const CommonOptions& common, const NodesArgs& args);
 int command_info(const CommonOptions& common, const InfoArgs& args);
 struct MakeLoraArgs {

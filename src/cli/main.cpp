@@ -62,6 +62,20 @@ int main(int argc, char** argv) {
   validate->add_flag("--strict", validate_args.strict, "Also check that model and input files exist.");
   validate->add_flag("--json", validate_args.json, "Print the result as JSON.");
 
+  PlanArgs plan_args;
+  auto* plan = app.add_subcommand(
+      "plan",
+      "Predict each node's VRAM need and which flags fit a budget (--vram-budget GB), without running.");
+  plan->fallthrough();
+  plan->add_option("workflow", plan_args.workflow, "Workflow file.")->required();
+  plan->add_option("--set", plan_args.sets, "Change a constant input first: NODE.INPUT=VALUE.")->take_all();
+  plan->add_flag("--json", plan_args.json, "Print the plan as JSON.");
+  plan->add_option(
+          "--assume-cc", plan_args.assume_cc,
+          "Without a GPU here, plan for a CUDA GPU of this compute capability (default 8: fp16 UNet, "
+          "bf16 VAE).")
+      ->capture_default_str();
+
   NodesArgs nodes_args;
   auto* nodes = app.add_subcommand("nodes", "List the node types sdflow knows.");
   nodes->fallthrough();
@@ -129,6 +143,7 @@ int main(int argc, char** argv) {
   try {
     if (*run) return command_run(common, run_args);
     if (*validate) return command_validate(common, validate_args);
+    if (*plan) return command_plan(common, plan_args);
     if (*nodes) return command_nodes(common, nodes_args);
     if (*info) return command_info(common, info_args);
     if (*make) return command_make_checkpoint(common, make_args);

@@ -3,7 +3,11 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/util/Exception.h>
 #include <torch/csrc/api/include/torch/version.h>
+
+#include <exception>
+#include <string>
 
 #define SDFLOW_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
@@ -44,6 +48,21 @@ inline at::Tensor int_mm(const at::Tensor& a, const at::Tensor& b) {
   TORCH_CHECK(false, "int_mm needs libtorch >= 2.1");
   return a;
 #endif
+}
+
+// A CUDA out-of-memory error as libtorch reports it. The caching allocator throws
+// c10::OutOfMemoryError (1.13 and later, also what a --vram-budget cap produces); other paths
+// still throw a plain c10::Error whose message says so: a failed cudaMalloc outside the caching
+// allocator ("CUDA error: out of memory"), and cuBLAS/cuDNN failing to get their workspace.
+// Host (CPU allocator) failures are not included: freeing device memory cannot help them.
+inline bool is_cuda_out_of_memory(const std::exception& e) {
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e)) return true;
+  if (!dynamic_cast<const c10::Error*>(&e)) return false;
+  const std::string what = e.what();
+  for (const char* needle : {"CUDA out of memory", "CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILED",
+                             "CUDNN_STATUS_ALLOC_FAILED", "HIP out of memory"})
+    if (what.find(needle) != std::string::npos) return true;
+  return false;
 }
 
 }  // namespace sdflow::compat

@@ -43,9 +43,12 @@ struct HostMemory {
   int64_t total = 0;
   int64_t available = 0;
   int64_t rss = 0;
-  int64_t peak_rss = 0;
+  int64_t peak_rss = 0;  // since the last reset_peak_rss() (else the process's lifetime)
 };
 HostMemory host_memory();
+// Starts a new peak-RSS window (Linux: VmHWM via /proc/self/clear_refs), so peak_rss reports
+// the peak since this call. Where that is not allowed, peak_rss stays the process lifetime's.
+void reset_peak_rss();
 
 std::unique_ptr<ComputeDevice> make_cpu_device();
 // True when this build has CUDA and a device is visible.

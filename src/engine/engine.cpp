@@ -10,8 +10,11 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "engine/memory_plan.h"
+#include "engine/oom_ladder.h"
 #include "engine/workflow_handle_impl.h"
 #include "exec/executor.h"
+#include "graph/plan.h"
 #include "io/model_folders.h"
 #include "io/png_text.h"
 #include "memory/memory_manager.h"
@@ -106,7 +109,7 @@ bool has_png_signature(const fs::path& path) {
 class Engine::Impl {
  public:
   explicit Impl(const EngineOptions& options)
-      : options_(options), memory_(options.memory), folders_(options.models_dir) {
+      : options_(options), memory_(options.memory), ladder_(memory_), folders_(options.models_dir) {
     nodes::register_builtin_nodes(registry_);
     executor_ = std::make_unique<Executor>(registry_, to_cache_mode(options.memory.cache),
                                            options.memory.cache_lru_size > 0 ? options.memory.cache_lru_size : 64);
@@ -179,7 +182,11 @@ class Engine::Impl {
     RunResult result;
     std::map<std::string, NodeReport> reports;
     auto sink = [&](const ExecEvent& e) {
-      if (e.type == ExecEvent::Type::kNodeStart) memory_.begin_node();
+      if (e.type == ExecEvent::Type::kNodeStart) {
+        memory_.begin_node();
+        reset_peak_rss();
+        ladder_.take_rungs();
+      }
       if (e.type == ExecEvent::Type::kNodeDone || e.type == ExecEvent::Type::kCached) {
         NodeReport r;
         r.node_id = e.node_id;
@@ -196,6 +203,7 @@ class Engine::Impl {
           r.bytes_streamed = a.bytes_streamed;
           r.models_loaded = std::move(a.models_loaded);
           r.models_evicted = std::move(a.models_evicted);
+          r.oom_recovery = ladder_.take_rungs();
         }
         result.nodes.push_back(r);
       }
@@ -221,6 +229,7 @@ class Engine::Impl {
     // A run checks files too, so a missing model or image fails before anything starts.
     ValidationOptions vopts = validation_options(/*strict=*/true);
     ctx.validation = &vopts;
+    ctx.recovery = &ladder_;
 
     const auto t0 = std::chrono::steady_clock::now();
     try {
@@ -238,6 +247,31 @@ class Engine::Impl {
 
   void cancel() { cancel_.request(); }
 
+  MemoryPlan plan(const WorkflowHandle& wf, const PlanOptions& options) const {
+    ValidationReport report =
+        validate_workflow(wf.impl().workflow, registry_, validation_options(/*strict=*/true));
+    if (!report.ok()) throw ValidationFailed(std::move(report));
+    const ExecutionPlan order = plan_execution(report.normalized, report.outputs);
+    PlanEnvironment env;
+    env.registry = &registry_;
+    env.folders = &folders_;
+    env.paths = &paths_;
+    env.options = options_.memory;
+    if (memory_.device().is_cuda()) {
+      env.caps = memory_.caps();
+      env.device_name = memory_.device().name();
+      env.total_vram = memory_.device().stats().total;
+    } else if (options_.memory.vram == VramMode::kCpu) {
+      env.device_name = "cpu (--cpu): nothing runs on a GPU";
+    } else {
+      // No GPU here: plan for the kind the workflow will run on.
+      env.caps = {true, options.assume_compute_capability};
+      env.device_name =
+          "assumed CUDA GPU (compute capability " + std::to_string(options.assume_compute_capability) + ")";
+    }
+    return plan_memory(report.normalized, order.order, env, options);
+  }
+
   std::string schemas_json() const {
     nlohmann::json out = nlohmann::json::object();
     for (const NodeSchema* s : registry_.schemas()) out[s->class_type] = s->to_object_info();
@@ -250,6 +284,7 @@ class Engine::Impl {
   EngineOptions options_;
   NodeRegistry registry_;
   MemoryManager memory_;
+  OomLadder ladder_;
   ModelFolders folders_;
   nodes::EnginePaths paths_;
   nodes::NodeSettings settings_;
@@ -273,6 +308,9 @@ WorkflowHandle Engine::parse_workflow(const std::string& text, const std::string
 ValidationResult Engine::validate(const WorkflowHandle& wf, bool strict) const { return impl_->validate(wf, strict); }
 RunResult Engine::run(const WorkflowHandle& wf, const ProgressCallback& cb) { return impl_->run(wf, cb); }
 void Engine::cancel() { impl_->cancel(); }
+MemoryPlan Engine::plan(const WorkflowHandle& wf, const PlanOptions& options) const {
+  return impl_->plan(wf, options);
+}
 std::string Engine::node_schemas_json() const { return impl_->schemas_json(); }
 MemoryStats Engine::memory_stats() const { return impl_->memory_stats(); }
 

@@ -159,22 +159,43 @@ ValueList Executor::run_node(const WorkflowNode& n, const NodeSchema& schema, co
   };
   NodeContext ctx(n.id, n.class_type, cancel, services, on_progress, prompt, context.extra_pnginfo);
   const std::string where = ctx.where();
+  NodeRecovery* recovery = context.recovery;
   ErrorKind kind = ErrorKind::kRuntime;
   std::string failure;
   ValueList result;
-  try {
-    Node* node = instance(n.id, n.class_type);
-    if (!node) throw Error(ErrorKind::kRuntime, "no implementation is registered for " + n.class_type);
-    result = node->run(ctx, inputs);
-  } catch (const Error& e) {
-    kind = e.kind();
-    failure = with_prefix(where, e.what());
-  } catch (const std::bad_alloc&) {
+  for (int attempt = 1;; ++attempt) {
+    std::string recoverable;  // the message of an error the recovery may help with
+    try {
+      Node* node = instance(n.id, n.class_type);
+      if (!node) throw Error(ErrorKind::kRuntime, "no implementation is registered for " + n.class_type);
+      result = node->run(ctx, inputs);
+    } catch (const std::exception& e) {
+      if (recovery && recovery->recoverable(e)) {
+        recoverable = e.what();
+      } else if (const auto* err = dynamic_cast<const Error*>(&e)) {
+        kind = err->kind();
+        failure = with_prefix(where, err->what());
+      } else if (dynamic_cast<const std::bad_alloc*>(&e)) {
+        kind = ErrorKind::kOutOfMemory;
+        failure = where + "out of memory";
+      } else {
+        failure = where + e.what();
+      }
+    }
+    if (recoverable.empty()) break;
+    // Outside the catch block: the node's stack, and the tensors on it, are gone by now.
+    const NodeFailure f{n.id, n.class_type, attempt, recoverable};
+    if (cancel.requested()) {
+      kind = ErrorKind::kCancelled;
+      failure = where + "interrupted by the user";
+      break;
+    }
+    if (recovery->next(f)) continue;
     kind = ErrorKind::kOutOfMemory;
-    failure = where + "out of memory";
-  } catch (const std::exception& e) {
-    failure = where + e.what();
+    failure = with_prefix(where, recovery->give_up(f));
+    break;
   }
+  if (recovery) recovery->node_finished(n.id);
   if (failure.empty() && result.size() != schema.outputs.size()) {
     failure = where + "internal error: the node returned " + std::to_string(result.size()) +
               " output(s), its schema declares " + std::to_string(schema.outputs.size());

@@ -13,6 +13,7 @@
 #include "core/cancel.h"
 #include "exec/cache.h"
 #include "exec/events.h"
+#include "exec/recovery.h"
 #include "graph/validate.h"
 #include "nodeapi/node.h"
 #include "nodeapi/registry.h"
@@ -29,6 +30,9 @@ struct RunContext {
   const nlohmann::json* extra_pnginfo = nullptr;
   // strict / list_files / targets; services and node_for are filled in by the executor.
   const ValidationOptions* validation = nullptr;
+  // Runs a node again after recoverable failures (Note [OOM ladder] in exec/recovery.h); null:
+  // the first failure fails the run.
+  NodeRecovery* recovery = nullptr;
 };
 
 struct NodeRun {
@@ -66,7 +70,8 @@ class Executor {
   // Throws ValidationFailed (an Error of kind kValidation) when the workflow is invalid;
   // Error with the node's kind and a "[Class #id] " prefix when a node fails (std::bad_alloc
   // becomes kOutOfMemory, other exceptions kRuntime); Error(kCancelled) when cancelled. Outputs
-  // of nodes that finished before a failure stay cached.
+  // of nodes that finished before a failure stay cached. With context.recovery, a node whose
+  // error it recognises is run again as long as it has a rung left.
   RunSummary run(const Workflow& workflow, const RunContext& context);
 
   void clear_cache() { cache_.clear(); }

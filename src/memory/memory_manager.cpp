@@ -1,5 +1,10 @@
 #include "memory/memory_manager.h"
 
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <utility>
+
 #include "core/error.h"
 #include "core/log.h"
 
@@ -65,6 +70,57 @@ MemoryManager::MemoryManager(const MemoryOptions& options, std::unique_ptr<Compu
 
 MemoryManager::~MemoryManager() = default;
 
+// host_residency()'s loads and evictions, for --report: ModelResidency accounts for the
+// compute device; the host policy is everything-resident, so a wrapper notes a store's first
+// resident block as a load and evict()/evict_all() as evictions.
+struct HostActivity {
+  std::mutex mu;
+  std::vector<std::string> loaded, evicted;
+};
+
+namespace {
+
+class RecordingResidency final : public Residency {
+ public:
+  RecordingResidency(std::unique_ptr<Residency> inner, std::shared_ptr<HostActivity> log)
+      : inner_(std::move(inner)), log_(std::move(log)) {}
+  using Residency::acquire;
+
+  BlockLease acquire(const WeightStore& store, const std::string& block, const WeightPatch* patch) override {
+    const bool was_loaded = inner_->resident_bytes(store) > 0;
+    BlockLease lease = inner_->acquire(store, block, patch);
+    if (!was_loaded && inner_->resident_bytes(store) > 0) {
+      std::lock_guard<std::mutex> lock(log_->mu);
+      resident_[store.id()] = store.model_name();
+      log_->loaded.push_back(store.model_name());
+    }
+    return lease;
+  }
+  void evict(const WeightStore& store) override {
+    inner_->evict(store);
+    std::lock_guard<std::mutex> lock(log_->mu);
+    auto it = resident_.find(store.id());
+    if (it == resident_.end()) return;
+    log_->evicted.push_back(it->second);
+    resident_.erase(it);
+  }
+  void evict_all() override {
+    inner_->evict_all();
+    std::lock_guard<std::mutex> lock(log_->mu);
+    for (const auto& [id, name] : resident_) log_->evicted.push_back(name);
+    resident_.clear();
+  }
+  int64_t resident_bytes(const WeightStore& store) const override { return inner_->resident_bytes(store); }
+  int64_t resident_bytes() const override { return inner_->resident_bytes(); }
+
+ private:
+  std::unique_ptr<Residency> inner_;
+  std::shared_ptr<HostActivity> log_;
+  std::map<uint64_t, std::string> resident_;  // stores seen loaded, by id (under log_->mu)
+};
+
+}  // namespace
+
 void MemoryManager::init() {
   state_ = resolve_vram_state(options_, device_->has_own_memory());
   if (options_.vram_budget_gb) {
@@ -81,38 +137,91 @@ void MemoryManager::init() {
   rs.pin_memory = !options_.disable_pinned_memory;
   rs.async_copies = !options_.disable_async_offload && options_.async_offload.value_or(2) > 0;
   residency_ = std::make_unique<ModelResidency>(*device_, rs);
-  log::debug("memory: device {}, vram state {}", device_->name(), to_string(state_));
+  host_activity_ = std::make_shared<HostActivity>();
+  const MemoryStats vram = stats();
+  const HostMemory ram = host_memory();
+  log::debug(
+      "memory: device {}, total VRAM {} MB (free {} MB), total RAM {} MB (available {} MB), vram state {}",
+      device_->name(), vram.total >> 20, vram.free >> 20, ram.total >> 20, ram.available >> 20,
+      to_string(state_));
+}
+
+MemoryStats MemoryManager::stats() const {
+  MemoryStats s = device_->stats();
+  if (budget_bytes_ > 0) {
+    // The allocator cannot grow past the cap, so neither can what batching decisions count on.
+    s.total = s.total > 0 ? std::min(s.total, budget_bytes_) : budget_bytes_;
+    s.free = std::max<int64_t>(0, std::min(s.free, budget_bytes_ - s.allocated));
+  }
+  return s;
+}
+
+// One rule for text encoder placement: ComfyUI's text_encoder_device() (text_encoder_on_gpu).
+at::Device MemoryManager::text_encoder_device() const {
+  return text_encoder_on_gpu(options_, state_, caps()) ? compute_device() : at::Device(at::kCPU);
+}
+
+at::Device MemoryManager::vae_device() const {
+  return options_.cpu_vae ? at::Device(at::kCPU) : device_->torch_device();
+}
+
+Residency& MemoryManager::host_residency() {
+  if (!host_residency_) {
+    host_device_ = make_cpu_device();
+    host_residency_ = std::make_unique<RecordingResidency>(make_all_resident(*host_device_), host_activity_);
+  }
+  return *host_residency_;
+}
+
+Residency& MemoryManager::residency_for(at::Device device) {
+  if (device == device_->torch_device()) return *residency_;
+  if (device.is_cpu()) return host_residency();
+  return *residency_;
+}
+
+int MemoryManager::low_memory_level() const {
+  low_memory_consulted_ = true;
+  return low_memory_level_;
+}
+
+void MemoryManager::set_low_memory_level(int level) { low_memory_level_ = level; }
+
+void MemoryManager::load_model(const ModelLoad& request) {
+  // Low-memory mode (OOM ladder): stream every block, like --novram, for this attempt. The
+  // next load at level 0 re-plans the model with the room there is.
+  if (request.store && low_memory_level() > 0) {
+    ModelLoad all = request;
+    all.stream_blocks.clear();
+    for (const WeightBlock& b : request.store->blocks()) all.stream_blocks.push_back(b.name);
+    residency_->load(all);
+    return;
+  }
+  residency_->load(request);
 }
 
 at::Device MemoryManager::intermediate_device() const {
   return options_.vram == VramMode::kGpuOnly ? device_->torch_device() : at::Device(at::kCPU);
 }
 
-at::Device MemoryManager::text_encoder_device() const {
-  return text_encoder_on_gpu(options_, state_, caps()) ? compute_device() : at::Device(at::kCPU);
-}
-
-Residency& MemoryManager::host_residency() {
-  if (!host_residency_) {
-    host_device_ = make_cpu_device();
-    host_residency_ = make_all_resident(*host_device_);
-  }
-  return *host_residency_;
-}
-
-Residency& MemoryManager::text_encoder_residency() {
-  return text_encoder_device() == compute_device() ? residency() : host_residency();
+MemoryActivity MemoryManager::take_activity() {
+  MemoryActivity a = residency_->take_activity();
+  std::lock_guard<std::mutex> lock(host_activity_->mu);
+  for (std::string& m : host_activity_->loaded) a.models_loaded.push_back(std::move(m) + " (cpu)");
+  for (std::string& m : host_activity_->evicted) a.models_evicted.push_back(std::move(m) + " (cpu)");
+  host_activity_->loaded.clear();
+  host_activity_->evicted.clear();
+  return a;
 }
 
 void MemoryManager::begin_node() {
   device_->reset_peak_stats();
-  residency_->take_activity();
+  take_activity();
 }
 
 MemoryStats MemoryManager::end_node() {
   // A block prefetched for a step that will not come would hold its buffer until the next node.
   residency_->drop_prefetched();
-  return device_->stats();
+  return stats();
 }
 
 void MemoryManager::set_streamed_blocks(const WeightStore& store, std::vector<std::string> blocks) {
@@ -120,8 +229,8 @@ void MemoryManager::set_streamed_blocks(const WeightStore& store, std::vector<st
 }
 
 void MemoryManager::unload_all() {
-  if (host_residency_) host_residency_->evict_all();
   residency_->evict_all();
+  if (host_residency_) host_residency_->evict_all();
   device_->empty_cache();
 }
 

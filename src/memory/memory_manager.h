@@ -27,6 +27,8 @@ bool text_encoder_on_gpu(const MemoryOptions& options, VramState state, const De
 // Bytes ComfyUI keeps free besides the weights: --reserve-vram, else 400 MiB (Linux).
 int64_t extra_reserved_vram(const MemoryOptions& options);
 
+struct HostActivity;  // host_residency()'s loads and evictions (memory_manager.cpp)
+
 class MemoryManager {
  public:
   // Picks the compute device from the options (--cpu, --cuda-device) and what the build has.
@@ -44,17 +46,24 @@ class MemoryManager {
   at::Device compute_device() const { return device_->torch_device(); }
   // Where values between nodes live (CPU unless --gpu-only, like ComfyUI's intermediate_device).
   at::Device intermediate_device() const;
+  // Where the VAE runs (ComfyUI's vae_device): the CPU with --cpu-vae, else the compute device.
+  at::Device vae_device() const;
+  // The policy for the compute device's models.
   Residency& residency() { return *residency_; }
   ModelResidency& model_residency() { return *residency_; }
+  // The policy for models that run on `device`: residency() for the compute device,
+  // host_residency() (everything resident in RAM, nothing copied) for the CPU.
+  Residency& residency_for(at::Device device);
   DeviceCaps caps() const { return {device_->is_cuda(), device_->compute_capability_major()}; }
   // Dtypes for each model part under the current flags and device (COMFY_COMPAT 1.7).
   DtypeChoice unet_dtype(at::ScalarType checkpoint_dtype) const {
     return choose_unet_dtype(options_, caps(), checkpoint_dtype);
   }
   DtypeChoice text_encoder_dtype() const { return choose_text_encoder_dtype(options_, caps()); }
-  // Where text encoders run, and the residency that puts their weights there.
+  // Where text encoders run (text_encoder_on_gpu above: the CPU under --lowvram, --novram,
+  // --force-fp32 and on pre-Volta GPUs), and the residency that puts their weights there.
   at::Device text_encoder_device() const;
-  Residency& text_encoder_residency();
+  Residency& text_encoder_residency() { return residency_for(text_encoder_device()); }
   // An everything-resident policy on the host, for models placed on the CPU while the compute
   // device is a GPU (text encoders by ComfyUI's rule above).
   Residency& host_residency();
@@ -63,20 +72,32 @@ class MemoryManager {
   // The enforced budget in bytes (0 = none): set from --vram-budget at construction.
   int64_t budget_bytes() const { return budget_bytes_; }
 
-  // Per-node accounting: reset peaks before a node, read them after.
+  // Per-node accounting: reset peaks and the activity record before a node, read them after.
   void begin_node();
   MemoryStats end_node();
-  MemoryStats stats() const { return device_->stats(); }
-
+  // The device's figures; with --vram-budget, total and free are what the budget leaves.
+  MemoryStats stats() const;
   // Drops every model from the device and returns cached blocks (OOM ladder's first rungs,
-  // --disable-smart-memory after a run).
+  // --disable-smart-memory after a run). At a node boundary every model is idle, so this is
+  // also "evict idle models".
   void unload_all();
+
+  // Low-memory mode, the OOM ladder's last rungs (Note [OOM ladder] in exec/recovery.h).
+  // While the level is above 0, code that has a cheaper path takes it: VAE decode/encode tile
+  // at once (level 2: smaller tiles); a streaming-capable residency streams every block.
+  // Reading the level records that the running code has such a path, so the ladder can tell
+  // whether raising it could help (low_memory_consulted()).
+  int low_memory_level() const;
+  void set_low_memory_level(int level);
+  bool low_memory_consulted() const { return low_memory_consulted_; }
+  void reset_low_memory_consulted() { low_memory_consulted_ = false; }
 
   // --- Models on the device (model_residency.h) -------------------------------------------
   // ComfyUI's load_models_gpu for one model: unloads others (LRU) to make room, then keeps the
   // largest blocks that fit resident and streams the rest. Sampling calls it with the
   // activation estimate; a model first used without it is loaded with no estimate.
-  void load_model(const ModelLoad& request) { residency_->load(request); }
+  // With low_memory_level() > 0 every block of the model streams (a --novram-like plan).
+  void load_model(const ModelLoad& request);
   // Streams `blocks` of `store` from now on, whatever the room (block swap from outside a
   // MODEL value; the store is re-planned with its latest figures). Empty: none forced.
   void set_streamed_blocks(const WeightStore& store, std::vector<std::string> blocks);
@@ -90,8 +111,9 @@ class MemoryManager {
   std::optional<BlockPlan> plan_of(const WeightStore& store) const { return residency_->plan(store); }
   std::vector<LoadedModelInfo> loaded_models() const { return residency_->loaded_models(); }
   // What moved host→device and which models came and went since the last call (begin_node
-  // clears it; --report reads it after each node).
-  MemoryActivity take_activity() { return residency_->take_activity(); }
+  // clears it; --report reads it after each node). Models loaded into host_residency() are
+  // listed too (they copy nothing to the device).
+  MemoryActivity take_activity();
 
  private:
   void init();
@@ -99,8 +121,11 @@ class MemoryManager {
   MemoryOptions options_;
   std::unique_ptr<ComputeDevice> device_;
   std::unique_ptr<ModelResidency> residency_;
-  std::unique_ptr<ComputeDevice> host_device_;
+  std::unique_ptr<ComputeDevice> host_device_;  // for models placed on the CPU beside a GPU
   std::unique_ptr<Residency> host_residency_;
+  std::shared_ptr<HostActivity> host_activity_;
+  int low_memory_level_ = 0;
+  mutable bool low_memory_consulted_ = false;
   VramState state_ = VramState::kDisabled;
   int64_t budget_bytes_ = 0;
 };

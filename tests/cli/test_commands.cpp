@@ -28,7 +28,7 @@ class Cli : public ::testing::Test {
 TEST_F(Cli, HelpListsCommandsAndComfyFlags) {
   auto r = run_sdflow("--help", tmp);
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* s : {"run", "validate", "nodes", "info", "make-checkpoint", "make-lora", "--lowvram",
+  for (const char* s : {"run", "validate", "plan", "nodes", "info", "make-checkpoint", "make-lora", "--lowvram",
                         "--novram", "--gpu-only", "--reserve-vram", "--vram-budget", "--fp8_e4m3fn-unet",
                         "--use-sage-attention", "--cache-none"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s;
@@ -226,6 +226,43 @@ TEST_F(Cli, MakeLoraWritesALoraForATinyCheckpoint) {
       "make-lora --for " + q(tmp.path() / "none.safetensors") + " " + q(tmp.path() / "x.safetensors"), tmp);
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.err.find("none.safetensors"), std::string::npos) << missing.err;
+}
+
+TEST_F(Cli, PlanPredictsEachNodeAndTheFlagsThatFit) {
+  auto models = tmp.path() / "models";
+  std::filesystem::create_directories(models / "checkpoints");
+  auto r =
+      run_sdflow("make-checkpoint --tiny --arch sd15 " + q(models / "checkpoints" / "tiny.safetensors"), tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json wf = default_api();
+  wf["4"]["inputs"]["ckpt_name"] = "tiny.safetensors";
+  auto path = tmp.write("wf.json", wf.dump());
+
+  r = run_sdflow("--models-dir " + q(models) + " plan " + q(path) + " --vram-budget 2 --json", tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["budget_bytes"], int64_t{2} << 30);
+  EXPECT_EQ(j["budget_source"], "--vram-budget");
+  EXPECT_EQ(j["models"].size(), 3u);
+  ASSERT_EQ(j["nodes"].size(), 4u);  // two text encodes, the sampler, the decode
+  EXPECT_EQ(j["nodes"][2]["class_type"], "KSampler");
+  EXPECT_EQ(j["nodes"][2]["shape"], "latent [1, 4, 64, 64]");
+  EXPECT_EQ(j["modes"].size(), 4u);
+  ASSERT_FALSE(j["advice"].empty());
+  EXPECT_EQ(j["advice"][0].get<std::string>().rfind("fits in 2.00 GiB", 0), 0u) << j["advice"][0];
+
+  r = run_sdflow("--models-dir " + q(models) + " plan " + q(path) + " --vram-budget 2", tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* s :
+       {"unet@4", "clip_l@4", "vae@4", "KSampler", "VAEDecode", "--lowvram", "fits in 2.00 GiB"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+
+  // A missing model is a validation error, before anything is read.
+  wf["4"]["inputs"]["ckpt_name"] = "absent.safetensors";
+  path = tmp.write("wf2.json", wf.dump());
+  r = run_sdflow("--models-dir " + q(models) + " plan " + q(path), tmp);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("absent.safetensors"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -149,13 +149,18 @@ at::Tensor DiffusionModel::encode_adm(const AdmParams& p) const {
   return y;
 }
 
-double DiffusionModel::memory_required(at::IntArrayRef shape, bool flash_attention) const {
+double unet_memory_required(at::IntArrayRef shape, at::ScalarType dtype, double memory_usage_factor,
+                            bool flash_attention) {
   double area = static_cast<double>(shape[0]);
   for (size_t i = 2; i < shape.size(); ++i) area *= static_cast<double>(shape[i]);
   constexpr double kMiB = 1024.0 * 1024.0;
   if (flash_attention)
-    return area * static_cast<double>(c10::elementSize(dtype())) * 0.01 * config_.memory_usage_factor * kMiB;
-  return area * 0.15 * config_.memory_usage_factor * kMiB;
+    return area * static_cast<double>(c10::elementSize(dtype)) * 0.01 * memory_usage_factor * kMiB;
+  return area * 0.15 * memory_usage_factor * kMiB;
+}
+
+double DiffusionModel::memory_required(at::IntArrayRef shape, bool flash_attention) const {
+  return unet_memory_required(shape, dtype(), config_.memory_usage_factor, flash_attention);
 }
 
 }  // namespace sdflow

@@ -63,6 +63,13 @@ struct DiffusionModelConfig {
                                          const PredictionInfo& prediction = {});
 };
 
+// BaseModel.memory_required (model_base.py) for an input shape [B, C, h, w, ...], in bytes:
+// area = B·h·w; with xformers or PyTorch flash attention (NVIDIA), area · dtype size · 0.01 ·
+// memory_usage_factor MiB, else area · 0.15 · memory_usage_factor MiB. `dtype`: the compute
+// dtype (manual_cast_dtype, else the weight dtype).
+double unet_memory_required(at::IntArrayRef input_shape, at::ScalarType dtype, double memory_usage_factor,
+                            bool flash_attention);
+
 // The attention kernel a patch puts in place of the flags' choice (ComfyUI's
 // transformer_options["optimized_attention_override"], which KJNodes' PathchSageAttentionKJ sets).
 struct AttentionOverride {

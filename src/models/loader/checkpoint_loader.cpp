@@ -182,8 +182,8 @@ TextEncoders build_text_encoders(const StateDict& sd, const CheckpointLayout& la
   return te;
 }
 
-// Where a VAE runs: the compute device's residency, or with --cpu-vae (comfy/model_management.py
-// vae_device()) a CPU one that the weight store keeps alive through `owner`.
+// Where a VAE runs (comfy/model_management.py vae_device(): the CPU with --cpu-vae) and the
+// residency that puts its weights there (the MemoryManager's host residency on the CPU).
 struct VaeHome {
   Residency* residency = nullptr;
   std::shared_ptr<const void> owner;
@@ -192,14 +192,8 @@ struct VaeHome {
 
 VaeHome vae_home(MemoryManager& memory) {
   VaeHome home;
-  home.residency = &memory.residency();
-  home.device = memory.compute_device();
-  if (memory.options().cpu_vae && !home.device.is_cpu()) {
-    auto cpu = std::make_shared<CpuResidency>();
-    home.residency = cpu->residency.get();
-    home.owner = cpu;
-    home.device = at::Device(at::kCPU);
-  }
+  home.device = memory.vae_device();
+  home.residency = &memory.residency_for(home.device);
   return home;
 }
 

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/torch_compat.h"
 #include "models/common/ops.h"
 #include "models/vae/vae_layout.h"
 
@@ -55,8 +56,9 @@ at::Tensor upsample2x(const at::Tensor& x) {
   const std::vector<int64_t> size{x.size(2) * 2, x.size(3) * 2};
   try {
     return at::upsample_nearest2d(x, size);
-  } catch (const c10::Error&) {
-    if (x.scalar_type() == at::kFloat) throw;
+  } catch (const c10::Error& e) {
+    // A missing kernel, not a full device: the fp32 detour would only need more memory.
+    if (x.scalar_type() == at::kFloat || compat::is_cuda_out_of_memory(e)) throw;
     return at::upsample_nearest2d(x.to(at::kFloat), size).to(x.scalar_type());
   }
 }
