@@ -9,7 +9,7 @@
    (use_midblock_gn=True) with the VAE wrapper's formulas written out here.
    Weights are not stored: they are torch.randn draws from one CPU generator per case, key by key in
    state-dict order (encoder, then decoder), which the C++ test repeats bit for bit.
-2. taef2_ref.safetensors — the real TAEF2 weights (not committed; /work/shared/data/taef2) run by
+2. taef2_ref.safetensors — the real TAEF2 weights (not committed; ../shared/data/taef2) run by
    upstream's module on the shared photo (its 512×512 original, pixels [64, 576) of
    images/reconstruction_example.jpg, 2×2-averaged to 256×256): the latent (fp16) and the decoded
    image 4×4-averaged to 64×64, with the input's mean and the reconstruction's PSNR in the metadata.

@@ -229,9 +229,9 @@ def load_parts(comfy, ckpt):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--comfy", default="/work/main/third_party_ref/ComfyUI",
+    ap.add_argument("--comfy", default=os.path.join(REPO, "third_party_ref", "ComfyUI"),
                     help="ComfyUI v0.8.0 checkout root (the folder holding comfy/ and nodes.py)")
-    ap.add_argument("--sdflow", default="/work/main/build/sdflow", help="sdflow binary that makes the checkpoint")
+    ap.add_argument("--sdflow", default=os.path.join(REPO, "build", "sdflow"), help="sdflow binary that makes the checkpoint")
     ap.add_argument("--checkpoint", help="use this file instead (must be make-checkpoint --tiny --seed 3)")
     ap.add_argument("--out", default=os.path.join(REPO, "tests", "data", "txt2img"))
     ap.add_argument("--tokenizer-goldens", default=os.path.join(REPO, "tests", "data", "tokenizer", "comfy_tokens.json"))
