@@ -181,6 +181,8 @@ class Bench:
         except subprocess.TimeoutExpired as e:
             rc, out, err = -9, e.stdout or "", (e.stderr or "") + "\n(timed out)"
         wall = time.time() - t
+        with open(os.path.join(run_dir, "stderr.txt"), "w") as f:
+            f.write(err or "")
         rec = {"engine": "sdflow", "arch": arch, "policy": policy, "flags": " ".join(cmd[cmd.index("--disable-metadata") + 1:cmd.index("run")]),
                "rc": rc, "process_seconds": wall}
         steps, sampler_end, sampler_start = [], None, None

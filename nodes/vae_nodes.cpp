@@ -55,7 +55,18 @@ struct VaeRun {
   int64_t free_memory = 0;
   std::function<void()> empty_cache;
   int low_memory = 0;  // the OOM ladder's low-memory level (memory_manager.h)
+  bool minimal = false;  // --novram on the compute device: tile when one image needs more
 };
+
+// Note [--novram decodes in tiles]
+// ComfyUI's --novram only streams weights; its VAE still decodes SDXL at 1024² in one piece
+// (11.8 GiB there). sdflow's --novram means the smallest device footprint, so the VAE tiles
+// (ComfyUI's own fallback tiles, the same as VAEDecodeTiled's defaults) whenever ComfyUI's
+// estimate for one image exceeds its minimum inference memory (0.8 GiB). Latents are
+// untouched; the image differs from a whole decode only by the tiles' blending.
+bool novram_tiles(const VaeRun& r, int64_t one_image_bytes) {
+  return r.minimal && one_image_bytes > kMinimumInferenceMemory;
+}
 
 // What ComfyUI's VAE functions look up for themselves: devices, the free memory that sizes
 // batches (model_management.get_free_memory of the VAE's device), cancellation and progress.
@@ -73,6 +84,7 @@ VaeRun vae_run(NodeContext& ctx, const VaeValue& vae) {
     if (mm) mm->device().empty_cache();
   };
   r.low_memory = mm ? mm->low_memory_level() : 0;
+  r.minimal = on_compute_device && mm->vram_state() == VramState::kNoVram && mm->device().has_own_memory();
   return r;
 }
 
@@ -120,6 +132,13 @@ at::Tensor decode_latent(NodeContext& ctx, const VaeValue& vae, const at::Tensor
               tiles.tile_y);
     return vae_decode_tiled(model, z, tiles, r.options);
   }
+  std::vector<int64_t> one = z.sizes().vec();
+  one[0] = 1;
+  if (novram_tiles(r, static_cast<int64_t>(vae_decode_memory(one, vae.vae.dtype)))) {
+    log::info("{}--novram: tiled VAE decoding ({}x{} latent tiles)", ctx.where(), kVaeDecodeTilesDefault.tile_x,
+              kVaeDecodeTilesDefault.tile_y);
+    return vae_decode_tiled(model, z, kVaeDecodeTilesDefault, r.options);
+  }
   r.options.batch = batch_for(r.free_memory, vae_decode_memory(z.sizes().vec(), vae.vae.dtype));
   return with_tiled_fallback(
       [&] { return vae_decode(model, z, r.options); },
@@ -138,6 +157,13 @@ at::Tensor encode_pixels(NodeContext& ctx, const VaeValue& vae, const at::Tensor
     log::warn("{}low-memory mode: tiled VAE encoding ({}x{} pixel tiles)", ctx.where(), tiles.tile_x,
               tiles.tile_y);
     return vae_encode_tiled(model, image, tiles, r.options);
+  }
+  std::vector<int64_t> one = shape;
+  one[0] = 1;
+  if (novram_tiles(r, static_cast<int64_t>(vae_encode_memory(one, vae.vae.dtype)))) {
+    log::info("{}--novram: tiled VAE encoding ({}x{} pixel tiles)", ctx.where(), kVaeEncodeTilesDefault.tile_x,
+              kVaeEncodeTilesDefault.tile_y);
+    return vae_encode_tiled(model, image, kVaeEncodeTilesDefault, r.options);
   }
   r.options.batch = batch_for(r.free_memory, vae_encode_memory(shape, vae.vae.dtype));
   return with_tiled_fallback(

@@ -88,19 +88,42 @@ std::shared_ptr<BlockStreamer::InFlight> BlockStreamer::issue(const StreamReques
   return f;
 }
 
-std::shared_ptr<const BlockTensors> BlockStreamer::take(const StreamRequest& now, const StreamRequest* next) {
+namespace {
+bool same(const StreamRequest& r, uint64_t store_id, const std::string& block, uint64_t patch) {
+  return r.store->id() == store_id && r.block == block && patch_id(r.patch) == patch;
+}
+}  // namespace
+
+std::shared_ptr<const BlockTensors> BlockStreamer::take(const StreamRequest& now,
+                                                        const std::vector<std::pair<StreamRequest, int64_t>>& upcoming,
+                                                        int64_t lookahead_bytes) {
   std::shared_ptr<InFlight> current;
-  if (pending_ && pending_->store_id == now.store->id() && pending_->block == now.block &&
-      pending_->patch_id == patch_id(now.patch)) {
-    current = std::move(pending_);
+  if (!pending_.empty() && same(now, pending_.front()->store_id, pending_.front()->block, pending_.front()->patch_id)) {
+    current = std::move(pending_.front());
+    pending_.pop_front();
   } else {
-    pending_.reset();  // a wrong guess: free it before copying what is needed
+    pending_.clear();  // a wrong guess: free them before copying what is needed
     current = issue(now);
   }
-  pending_.reset();
   CopyStream& copies = *shared_->copies;
   copies.compute_waits(*current->ready);
-  if (prefetch_ && next && !(next->store == now.store && next->block == now.block)) pending_ = issue(*next);
+  if (prefetch_) {
+    // What is prefetched must be a prefix of the prediction; keep it, drop the rest, top up.
+    size_t k = 0;
+    while (k < pending_.size() && k < upcoming.size() &&
+           same(upcoming[k].first, pending_[k]->store_id, pending_[k]->block, pending_[k]->patch_id))
+      ++k;
+    pending_.resize(k);
+    int64_t ahead = 0;
+    for (const auto& f : pending_) ahead += f->bytes;
+    for (size_t i = k; i < upcoming.size(); ++i) {
+      const StreamRequest& r = upcoming[i].first;
+      if (r.store == now.store && r.block == now.block) break;  // the prediction came round
+      if (!pending_.empty() && ahead + upcoming[i].second > lookahead_bytes) break;
+      pending_.push_back(issue(r));
+      ahead += pending_.back()->bytes;
+    }
+  }
 
   current->handed_out = true;
   auto tensors = new BlockTensors(std::move(current->tensors));
@@ -120,12 +143,20 @@ std::shared_ptr<const BlockTensors> BlockStreamer::take(const StreamRequest& now
   });
 }
 
+std::shared_ptr<const BlockTensors> BlockStreamer::take(const StreamRequest& now, const StreamRequest* next) {
+  std::vector<std::pair<StreamRequest, int64_t>> upcoming;
+  if (next && !(next->store == now.store && next->block == now.block)) upcoming.emplace_back(*next, 0);
+  return take(now, upcoming, 0);
+}
+
 CopyStream& BlockStreamer::copies() { return *shared_->copies; }
 
-void BlockStreamer::drop_prefetched() { pending_.reset(); }
+void BlockStreamer::drop_prefetched() { pending_.clear(); }
 
 void BlockStreamer::drop_prefetched(uint64_t store_id) {
-  if (pending_ && pending_->store_id == store_id) pending_.reset();
+  pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
+                                [&](const std::shared_ptr<InFlight>& f) { return f->store_id == store_id; }),
+                 pending_.end());
 }
 
 int64_t BlockStreamer::take_bytes_streamed() { return std::exchange(bytes_streamed_, 0); }

@@ -161,6 +161,11 @@ at::Device MemoryManager::text_encoder_device() const {
   return text_encoder_on_gpu(options_, state_, caps()) ? compute_device() : at::Device(at::kCPU);
 }
 
+void MemoryManager::adopt_text_encoder(const WeightStore& store) {
+  if (state_ == VramState::kNormalVram && text_encoder_device() == compute_device() && device_->has_own_memory())
+    residency_->set_offload_after_use(store);
+}
+
 at::Device MemoryManager::vae_device() const {
   return options_.cpu_vae ? at::Device(at::kCPU) : device_->torch_device();
 }

@@ -64,6 +64,10 @@ class MemoryManager {
   // --force-fp32 and on pre-Volta GPUs), and the residency that puts their weights there.
   at::Device text_encoder_device() const;
   Residency& text_encoder_residency() { return residency_for(text_encoder_device()); }
+  // Called for each text encoder store built on text_encoder_residency(): under the default
+  // (normal VRAM) policy it leaves the device when another model loads, so sampling and
+  // decoding never carry it (1.6 GB for SDXL's two); --highvram/--gpu-only keep it.
+  void adopt_text_encoder(const WeightStore& store);
   // An everything-resident policy on the host, for models placed on the CPU while the compute
   // device is a GPU (text encoders by ComfyUI's rule above).
   Residency& host_residency();

@@ -16,8 +16,10 @@ struct ModelResidency::StoreState {
   std::string label;
   std::map<std::string, size_t> index;  // block → position in the store (its declared order)
   bool loaded = false;
+  bool offload_after_use = false;  // set_offload_after_use
   uint64_t last_used = 0;
   BlockPlan plan;
+  std::map<std::string, int64_t> cost;  // device bytes of each block in use (block_cost)
   ModelLoad last_request;  // figures and forced blocks of the latest load (patch dropped)
 
   struct Copy {
@@ -92,12 +94,30 @@ void ModelResidency::load_locked(StoreState& s, const ModelLoad& request) {
   } else {
     // load_models_gpu (COMFY_COMPAT 2.2): room for the model and the activations, then the
     // weight budget from what is free.
-    const int64_t reserved = settings_.extra_reserved;
+    // Under --vram-budget the allocator cap is the limit: --reserve-vram keeps memory outside
+    // it free, so it only counts where the cap leaves less than the reserve outside.
+    const int64_t cap = settings_.budget_bytes;
+    const int64_t reserved =
+        cap > 0 && cap + settings_.extra_reserved <= device_.stats().total ? 0 : settings_.extra_reserved;
     const int64_t inference = kMinimumInferenceMemory + reserved;
     const int64_t extra_mem = std::max(inference, request.memory_required + reserved);
-    const int64_t minimum = request.minimum_memory_required > 0
-                                ? std::max(inference, request.minimum_memory_required + reserved)
-                                : extra_mem;
+    int64_t minimum = request.minimum_memory_required > 0
+                          ? std::max(inference, request.minimum_memory_required + reserved)
+                          : extra_mem;
+    // A partial load leaves room for the cond+uncond batch the guider will want (it batches
+    // when 1.5 × the estimate is free): splitting it would stream every weight twice per step.
+    if (settings_.state == VramState::kLowVram || cap > 0)
+      minimum = std::max(minimum, request.memory_required * 3 / 2 + reserved);
+    if (!s.offload_after_use) {
+      bool unloaded = false;
+      for (auto& [id, other] : stores_) {
+        if (other.get() != &s && other->loaded && other->offload_after_use) {
+          unload_locked(*other);
+          unloaded = true;
+        }
+      }
+      if (unloaded) device_.empty_cache();
+    }
     const auto need = static_cast<int64_t>(static_cast<double>(total - s.resident_bytes) * 1.1) + extra_mem;
     free_memory_locked(need, &s);
     if (free_vram() < minimum) free_memory_locked(minimum, &s);
@@ -113,6 +133,7 @@ void ModelResidency::load_locked(StoreState& s, const ModelLoad& request) {
   const bool was_loaded = s.loaded;
   const bool changed = !was_loaded || plan != s.plan;
   s.plan = plan;
+  for (const BlockCost& c : costs) s.cost[c.name] = c.bytes;
   for (auto it = s.resident.begin(); it != s.resident.end();) {
     if (plan.streamed.count(it->first)) {
       s.resident_bytes -= it->second.bytes;
@@ -245,9 +266,19 @@ BlockLease ModelResidency::acquire(const WeightStore& store, const std::string& 
         return it != s.pinned.end() ? &it->second : &store.block(name).host;
       };
       StreamRequest now{&store, block, host_of(block), affecting(block)};
-      std::optional<StreamRequest> next;
-      if (auto name = next_streamed(s, block)) next = StreamRequest{&store, *name, host_of(*name), affecting(*name)};
-      tensors = streamer_.take(now, next ? &*next : nullptr);
+      // The predicted streamed blocks after this one, as far as the lookahead reaches.
+      std::vector<std::pair<StreamRequest, int64_t>> upcoming;
+      int64_t ahead = 0;
+      std::string from = block;
+      while (upcoming.size() < s.plan.streamed.size() && ahead <= s.plan.lookahead_bytes) {
+        auto name = next_streamed(s, from);
+        if (!name || *name == block) break;
+        const int64_t bytes = s.cost.count(*name) ? s.cost.at(*name) : store.block(*name).bytes;
+        upcoming.emplace_back(StreamRequest{&store, *name, host_of(*name), affecting(*name)}, bytes);
+        ahead += bytes;
+        from = *name;
+      }
+      tensors = streamer_.take(now, upcoming, s.plan.lookahead_bytes);
     }
   }
   return BlockLease(std::move(tensors), block);
@@ -256,6 +287,11 @@ BlockLease ModelResidency::acquire(const WeightStore& store, const std::string& 
 void ModelResidency::load(const ModelLoad& request) {
   std::lock_guard<std::mutex> lock(mu_);
   load_locked(state_for(*request.store), request);
+}
+
+void ModelResidency::set_offload_after_use(const WeightStore& store) {
+  std::lock_guard<std::mutex> lock(mu_);
+  state_for(store).offload_after_use = true;
 }
 
 void ModelResidency::set_streamed(const WeightStore& store, std::vector<std::string> blocks) {

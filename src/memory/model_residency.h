@@ -74,6 +74,9 @@ class ModelResidency final : public Residency {
   // load_models_gpu for one model: makes room (LRU), decides which blocks stay and which
   // stream, copies the resident ones. A loaded model with an unchanged plan costs nothing.
   void load(const ModelLoad& request);
+  // Marks `store` as one that leaves the device when any other model loads (text encoders
+  // under the default policy: their output is cached, so they are done once sampling starts).
+  void set_offload_after_use(const WeightStore& store);
   // Re-plans `store` with its latest load figures and `blocks` always streamed.
   void set_streamed(const WeightStore& store, std::vector<std::string> blocks);
   // ComfyUI's free_memory: unloads models (least recently used first, never `keep`) until

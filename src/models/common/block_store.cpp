@@ -12,12 +12,16 @@ namespace sdflow {
 std::shared_ptr<WeightStore> build_block_store(const StateDict& weights,
                                                const std::vector<BlockParamRef>& params,
                                                const BlockStoreSpec& spec) {
+  // Blocks in order of first appearance: a layout may come back to a block (a UNet
+  // transformer's proj_out belongs to the unit acquired before its transformer blocks).
   std::vector<std::pair<std::string, std::map<std::string, at::Tensor>>> blocks;
+  std::map<std::string, size_t> position;
   std::set<std::string> used;
   for (const BlockParamRef& p : params) {
     const std::string& key = *p.key;
-    if (blocks.empty() || blocks.back().first != *p.block)
-      blocks.emplace_back(*p.block, std::map<std::string, at::Tensor>{});
+    auto [pos, fresh] = position.emplace(*p.block, blocks.size());
+    if (fresh) blocks.emplace_back(*p.block, std::map<std::string, at::Tensor>{});
+    auto& block = blocks[pos->second];
     if (!weights.has(key))
       throw Error(ErrorKind::kModel, weights.label() + ": " + spec.kind + " weight '" + key +
                                          "' is missing (config " + spec.config + ")");
@@ -27,7 +31,7 @@ std::shared_ptr<WeightStore> build_block_store(const StateDict& weights,
       throw Error(ErrorKind::kModel, weights.label() + ": " + spec.kind + " weight '" + key + "' has shape " +
                                          c10::str(t.sizes()) + ", expected " +
                                          c10::str(at::IntArrayRef(*p.shape)));
-    blocks.back().second.emplace(key, t);
+    block.second.emplace(key, t);
     used.insert(key);
   }
   size_t unexpected = 0;

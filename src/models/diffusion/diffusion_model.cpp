@@ -78,7 +78,7 @@ std::vector<std::string> DiffusionModel::streamed_blocks() const {
   if (!n || *n <= 0) return {};
   const std::vector<std::string> all = unet_->swappable_blocks();
   const auto count = static_cast<size_t>(std::min<int64_t>(*n, static_cast<int64_t>(all.size())));
-  return {all.end() - static_cast<std::ptrdiff_t>(count), all.end()};
+  return unet_->units_of({all.end() - static_cast<std::ptrdiff_t>(count), all.end()});
 }
 
 DiffusionModel DiffusionModel::with_weight_patch(std::shared_ptr<const WeightPatch> patch) const {

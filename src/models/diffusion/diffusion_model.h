@@ -124,8 +124,8 @@ class DiffusionModel {
   const std::vector<ModelPatch>& patches() const { return patches_; }
   // ModelPatcher.clone() + a patch: shares everything but the patch list.
   DiffusionModel with_patch(ModelPatch patch) const;
-  // The UNet blocks the memory manager must stream for this MODEL (the latest block swap
-  // patch's last N swappable blocks); empty when no patch asks.
+  // The weight-store blocks the memory manager must stream for this MODEL: the residency units
+  // of the latest block swap patch's last N swappable blocks; empty when no patch asks.
   std::vector<std::string> streamed_blocks() const;
 
   // The weight patch (LoRA stack, Note [LoRA as a weight patch]) the UNet reads its weights

@@ -46,8 +46,12 @@ std::shared_ptr<const ClipTextModel> build_clip(const StateDict& hf, ClipSlot sl
     residency = own->residency.get();
     owner = own;
   }
-  auto store = evict_on_release(build_clip_text_weight_store(hf, config, dt.storage, dt.compute, name),
+  // The device copy keeps the storage dtype: the model casts each weight to fp32 where it is
+  // used (ComfyUI's manual_cast), so an fp16 text encoder occupies fp16 bytes on the device,
+  // not twice that as an fp32 copy would. The arithmetic is the same (fp16 → fp32 is exact).
+  auto store = evict_on_release(build_clip_text_weight_store(hf, config, dt.storage, dt.storage, name),
                                 *residency, owner);
+  if (residency == &memory.residency()) memory.adopt_text_encoder(*store);
   return std::make_shared<const ClipTextModel>(config, std::move(store), *residency);
 }
 

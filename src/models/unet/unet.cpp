@@ -1,6 +1,8 @@
 #include "models/unet/unet.h"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <optional>
 #include <tuple>
 
@@ -66,9 +68,15 @@ at::Tensor basic_transformer_block(at::Tensor x, const at::Tensor& context, cons
   return x + feed_forward(ops::layer_norm(x, w, p + ".norm3", kLayerNormEps), w, p + ".ff");
 }
 
-// x: [B, C, H, W]
-at::Tensor spatial_transformer(const at::Tensor& x, const BlockInputs& in, const BlockLease& w,
+// Hands out a residency unit's weights (UNetBlock::units).
+using AcquireUnit = std::function<BlockLease(const std::string&)>;
+
+// x: [B, C, H, W]. The layer's first unit (norm, proj_in, proj_out) is held throughout; each
+// transformer block is its own unit, so a streamed stage never has more than its small head,
+// the block computing and the block landing on the device.
+at::Tensor spatial_transformer(const at::Tensor& x, const BlockInputs& in, const AcquireUnit& acquire,
                                const UNetLayer& l) {
+  const BlockLease w = acquire(l.prefix);
   const int64_t B = x.size(0), H = x.size(2), W = x.size(3);
   ops::AttentionOptions attention = in.attention;
   attention.heads = l.heads;
@@ -76,17 +84,24 @@ at::Tensor spatial_transformer(const at::Tensor& x, const BlockInputs& in, const
   if (!in.linear_proj) h = ops::conv2d(h, w, cat(l.prefix, "proj_in"));
   h = h.movedim(1, 3).flatten(1, 2).contiguous();  // [B, H·W, C]
   if (in.linear_proj) h = ops::linear(h, w, cat(l.prefix, "proj_in"));
-  for (int64_t d = 0; d < l.depth; ++d)
-    h = basic_transformer_block(h, in.context, w, l.prefix + ".transformer_blocks." + std::to_string(d),
-                                attention);
+  for (int64_t d = 0; d < l.depth; ++d) {
+    const std::string unit = transformer_block_unit(l, d);
+    const BlockLease block = acquire(unit);
+    h = basic_transformer_block(h, in.context, block, unit, attention);
+  }
   if (in.linear_proj) h = ops::linear(h, w, cat(l.prefix, "proj_out"));
   h = h.reshape({B, H, W, h.size(-1)}).movedim(3, 1).contiguous();
   if (!in.linear_proj) h = ops::conv2d(h, w, cat(l.prefix, "proj_out"));
   return h + x;
 }
 
-at::Tensor run_block(const UNetBlock& block, at::Tensor h, const BlockInputs& in, const BlockLease& w) {
+at::Tensor run_block(const UNetBlock& block, at::Tensor h, const BlockInputs& in, const AcquireUnit& acquire) {
   for (const UNetLayer& l : block.layers) {
+    if (l.kind == Kind::kTransformer) {
+      h = spatial_transformer(h, in, acquire, l);
+      continue;
+    }
+    const BlockLease w = acquire(l.prefix);
     switch (l.kind) {
       case Kind::kConv:
         h = ops::conv2d(h, w, l.prefix, 1, 1);
@@ -95,7 +110,6 @@ at::Tensor run_block(const UNetBlock& block, at::Tensor h, const BlockInputs& in
         h = res_block(h, in, w, l);
         break;
       case Kind::kTransformer:
-        h = spatial_transformer(h, in, w, l);
         break;
       case Kind::kDownsample:
         h = ops::conv2d(h, w, l.prefix, 2, 1);
@@ -144,6 +158,15 @@ std::vector<std::string> UNetModel::swappable_blocks() const {
   return names;
 }
 
+std::vector<std::string> UNetModel::units_of(const std::vector<std::string>& blocks) const {
+  std::vector<std::string> units;
+  for (const auto* part : {&plan_.input_blocks, &plan_.middle_block, &plan_.output_blocks})
+    for (const UNetBlock& b : *part)
+      if (std::find(blocks.begin(), blocks.end(), b.name) != blocks.end())
+        units.insert(units.end(), b.units.begin(), b.units.end());
+  return units;
+}
+
 at::Tensor UNetModel::forward(const at::Tensor& x, const at::Tensor& timesteps, const at::Tensor& context,
                               const at::Tensor& y, const UNetRunOptions& options) const {
   if (x.dim() != 4 || x.size(1) != config_.in_channels)
@@ -187,15 +210,12 @@ at::Tensor UNetModel::forward(const at::Tensor& x, const at::Tensor& timesteps, 
 
   std::vector<at::Tensor> hs;
   at::Tensor h = x;
+  const AcquireUnit unit = acquire;
   for (const UNetBlock& block : plan_.input_blocks) {
-    const BlockLease w = acquire(block.name);
-    h = run_block(block, h, in, w);
+    h = run_block(block, h, in, unit);
     hs.push_back(h);
   }
-  for (const UNetBlock& block : plan_.middle_block) {
-    const BlockLease w = acquire(block.name);
-    h = run_block(block, h, in, w);
-  }
+  for (const UNetBlock& block : plan_.middle_block) h = run_block(block, h, in, unit);
   UNetPatchContext patch_ctx;
   patch_ctx.original_shape = x.sizes().vec();
   for (size_t i = 0; i < plan_.output_blocks.size(); ++i) {
@@ -209,8 +229,7 @@ at::Tensor UNetModel::forward(const at::Tensor& x, const at::Tensor& timesteps, 
     hsp.reset();
     in.output_size = hs.empty() ? std::nullopt
                                 : std::optional<std::vector<int64_t>>({hs.back().size(2), hs.back().size(3)});
-    const BlockLease w = acquire(block.name);
-    h = run_block(block, h, in, w);
+    h = run_block(block, h, in, unit);
   }
 
   h = h.to(dtype);

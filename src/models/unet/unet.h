@@ -69,6 +69,8 @@ class UNetModel {
   // What block swap may stream, in execution order: input_blocks.*, middle_block,
   // output_blocks.* (time_embed, label_emb and out are small and always stay).
   std::vector<std::string> swappable_blocks() const;
+  // The residency units (weight-store blocks) of those blocks, in execution order.
+  std::vector<std::string> units_of(const std::vector<std::string>& blocks) const;
 
  private:
   UNetConfig config_;

@@ -35,6 +35,21 @@ UNetLayer transformer_layer(const UNetConfig& c, const std::string& prefix, int6
   return l;
 }
 
+}  // namespace
+
+std::string transformer_block_unit(const UNetLayer& layer, int64_t d) {
+  return layer.prefix + ".transformer_blocks." + std::to_string(d);
+}
+
+std::vector<std::string> layer_units(const UNetLayer& layer) {
+  std::vector<std::string> units{layer.prefix};
+  if (layer.kind == Kind::kTransformer)
+    for (int64_t d = 0; d < layer.depth; ++d) units.push_back(transformer_block_unit(layer, d));
+  return units;
+}
+
+namespace {
+
 class ParamList {
  public:
   explicit ParamList(std::vector<UNetParam>& out) : out_(out) {}
@@ -65,13 +80,15 @@ class ParamList {
   void transformer(const UNetLayer& l, int64_t context_dim, bool use_linear) {
     const int64_t ch = l.in_channels, inner = l.heads * l.head_dim;
     const int64_t ctx = context_dim > 0 ? context_dim : inner;
+    const std::string outer = block_;
     norm(cat(l.prefix, "norm"), ch);
     if (use_linear)
       linear(cat(l.prefix, "proj_in"), ch, inner);
     else
       conv(cat(l.prefix, "proj_in"), ch, inner, 1);
     for (int64_t d = 0; d < l.depth; ++d) {
-      const std::string b = cat(l.prefix, "transformer_blocks." + std::to_string(d));
+      const std::string b = transformer_block_unit(l, d);
+      set_block(b);
       for (const char* attn : {"attn1", "attn2"}) {
         const int64_t kv_in = std::string(attn) == "attn1" ? inner : ctx;
         linear(cat(b, std::string(attn) + ".to_q"), inner, inner, 1.0, false);
@@ -85,6 +102,7 @@ class ParamList {
       linear(cat(b, "ff.net.0.proj"), inner, inner * 8);
       linear(cat(b, "ff.net.2"), inner * 4, inner, kActGain);
     }
+    set_block(outer);  // proj_out belongs to the layer's first unit, acquired before the blocks
     // ComfyUI declares the Linear proj_out as Linear(in_channels, inner_dim): [inner, ch].
     if (use_linear)
       linear(cat(l.prefix, "proj_out"), ch, inner);
@@ -162,9 +180,13 @@ UNetPlan make_unet_plan(const UNetConfig& c) {
   }
   plan.out_norm_channels = ch;
 
-  for (const auto& b : plan.input_blocks) plan.block_names.push_back(b.name);
-  for (const auto& b : plan.middle_block) plan.block_names.push_back(b.name);
-  for (const auto& b : plan.output_blocks) plan.block_names.push_back(b.name);
+  for (auto* part : {&plan.input_blocks, &plan.middle_block, &plan.output_blocks}) {
+    for (UNetBlock& b : *part) {
+      for (const UNetLayer& l : b.layers)
+        for (std::string& u : layer_units(l)) b.units.push_back(std::move(u));
+      plan.block_names.insert(plan.block_names.end(), b.units.begin(), b.units.end());
+    }
+  }
   plan.block_names.push_back("out");
   return plan;
 }
@@ -184,8 +206,8 @@ std::vector<UNetParam> unet_params(const UNetConfig& c) {
     p.linear("label_emb.0.2", emb, emb, kActGain);
   }
   auto add_block = [&](const UNetBlock& block) {
-    p.set_block(block.name);
     for (const UNetLayer& l : block.layers) {
+      p.set_block(l.prefix);
       switch (l.kind) {
         case Kind::kConv:
           p.conv(l.prefix, l.in_channels, l.out_channels, 3);

@@ -30,20 +30,30 @@ struct UNetLayer {
   int64_t depth = 0;
 };
 
-// One residency unit. Names: "time_embed", "label_emb", "input_blocks.N", "middle_block",
-// "output_blocks.N", "out" (the first two and the last have no layers here: the model runs them
-// directly).
+// One of ComfyUI's blocks: "input_blocks.N", "middle_block", "output_blocks.N" (what block
+// swap counts). Its weights are split into residency units, the blocks of the weight store
+// (layer_units): one per ResBlock/conv, and per SpatialTransformer one for norm + proj_in +
+// proj_out and one per transformer block. Streaming then moves ~50–100 MB at a time on SDXL
+// instead of a whole 10-deep transformer stage (~800 MB), so the buffer for streamed weights
+// stays small (Note [Weight streaming]).
 struct UNetBlock {
   std::string name;
   std::vector<UNetLayer> layers;
+  std::vector<std::string> units;  // store blocks holding its weights, in execution order
 };
+
+// The residency units of one layer, in the order the model acquires them.
+std::vector<std::string> layer_units(const UNetLayer& layer);
+// The unit of transformer block `d` of a SpatialTransformer layer.
+std::string transformer_block_unit(const UNetLayer& layer, int64_t d);
 
 struct UNetPlan {
   std::vector<UNetBlock> input_blocks;
   std::vector<UNetBlock> middle_block;  // empty when transformer_depth_middle == -2
   std::vector<UNetBlock> output_blocks;
   int64_t out_norm_channels = 0;  // ComfyUI's `ch` at the end (== model_channels · channel_mult[0])
-  // Every block name in execution order (what the model acquires, what the store holds).
+  // Every residency unit in execution order (what the model acquires, what the store holds):
+  // "time_embed", "label_emb", the blocks' units, "out".
   std::vector<std::string> block_names;
 };
 
@@ -54,7 +64,7 @@ struct UNetParam {
   enum class Role { kWeight, kBias, kNormWeight, kNormBias };
   std::string key;  // relative to the UNet prefix
   std::vector<int64_t> shape;
-  std::string block;  // the UNetBlock that holds it
+  std::string block;  // the residency unit (weight-store block) that holds it
   Role role;
   // Init scale relative to 1/sqrt(fan_in): > 1 for layers fed by SiLU/GELU (random weights).
   double gain = 1.0;
