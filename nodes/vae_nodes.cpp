@@ -56,6 +56,7 @@ struct VaeRun {
   std::function<void()> empty_cache;
   int low_memory = 0;  // the OOM ladder's low-memory level (memory_manager.h)
   bool minimal = false;  // --novram on the compute device: tile when one image needs more
+  bool on_compute_device = false;
 };
 
 // Note [--novram decodes in tiles]
@@ -68,6 +69,19 @@ bool novram_tiles(const VaeRun& r, int64_t one_image_bytes) {
   return r.minimal && one_image_bytes > kMinimumInferenceMemory;
 }
 
+// ComfyUI's load_models_gpu([vae], memory_required=one image's estimate): idle models (the
+// UNet after sampling) leave the device, least recently used first, until the VAE and one
+// image's estimate fit; without it a budget-capped decode would first run out of memory and
+// fall back to tiles. Under normal VRAM on a large card this unloads nothing.
+void make_room(VaeRun& r, const FirstStageModel& model, int64_t one_image_bytes) {
+  if (!r.on_compute_device || !r.mm->device().has_own_memory()) return;
+  const WeightStore& store = model.weights();
+  r.mm->free_memory(store.total_bytes() - r.mm->model_residency().resident_bytes(store) + one_image_bytes +
+                        extra_reserved_vram(r.mm->options()),
+                    &store);
+  r.free_memory = r.mm->stats().free;
+}
+
 // What ComfyUI's VAE functions look up for themselves: devices, the free memory that sizes
 // batches (model_management.get_free_memory of the VAE's device), cancellation and progress.
 VaeRun vae_run(NodeContext& ctx, const VaeValue& vae) {
@@ -78,6 +92,7 @@ VaeRun vae_run(NodeContext& ctx, const VaeValue& vae) {
   r.options.run.check_cancel = [&ctx] { ctx.check_cancelled(); };
   r.options.progress = [&ctx](int64_t done, int64_t total) { ctx.progress(done, total); };
   const bool on_compute_device = r.mm && vae.vae.device == r.mm->compute_device();
+  r.on_compute_device = on_compute_device;
   r.free_memory = on_compute_device ? r.mm->stats().free : host_memory().available;
   MemoryManager* mm = r.mm;
   r.empty_cache = [mm] {
@@ -134,6 +149,7 @@ at::Tensor decode_latent(NodeContext& ctx, const VaeValue& vae, const at::Tensor
   }
   std::vector<int64_t> one = z.sizes().vec();
   one[0] = 1;
+  make_room(r, model, vae_decode_memory(one, vae.vae.dtype));
   if (novram_tiles(r, static_cast<int64_t>(vae_decode_memory(one, vae.vae.dtype)))) {
     log::info("{}--novram: tiled VAE decoding ({}x{} latent tiles)", ctx.where(), kVaeDecodeTilesDefault.tile_x,
               kVaeDecodeTilesDefault.tile_y);
@@ -160,6 +176,7 @@ at::Tensor encode_pixels(NodeContext& ctx, const VaeValue& vae, const at::Tensor
   }
   std::vector<int64_t> one = shape;
   one[0] = 1;
+  make_room(r, model, vae_encode_memory(one, vae.vae.dtype));
   if (novram_tiles(r, static_cast<int64_t>(vae_encode_memory(one, vae.vae.dtype)))) {
     log::info("{}--novram: tiled VAE encoding ({}x{} pixel tiles)", ctx.where(), kVaeEncodeTilesDefault.tile_x,
               kVaeEncodeTilesDefault.tile_y);

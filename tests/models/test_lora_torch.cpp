@@ -125,7 +125,7 @@ TEST(Lora, StackedPartsAddUpInOrder) {
   const auto pb = LoraPatch::stack(nullptr, {b, -0.5, "b"}, d);
   const auto pab = LoraPatch::stack(pa, {b, -0.5, "b"}, d);
   auto residency = make_all_resident(testing::cpu_memory().device());
-  const std::string block = "input_blocks.1";
+  const std::string block = "input_blocks.1.1.transformer_blocks.0";
   std::map<std::string, at::Tensor> base = t.unet().block(block).host;
   auto apply = [&](const WeightPatch& p) {
     auto m = base;

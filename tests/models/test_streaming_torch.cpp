@@ -138,7 +138,7 @@ void check_family(const std::string& family, const UNetConfig& config) {
   for (bool patched : {false, true}) {
     SCOPED_TRACE(family + (patched ? " with a patch" : " without a patch"));
     // Patch a resident block, and a block that streams in every policy that streams.
-    ScalePatch scale({"input_blocks.1", names[names.size() - 2]});
+    ScalePatch scale({"input_blocks.1.0", names[names.size() - 2]});
     const WeightPatch* patch = patched ? &scale : nullptr;
     const Result cpu = run(family, config, Policy::kCpu, patch);
     const Result novram = run(family, config, Policy::kNoVram, patch);
@@ -150,9 +150,10 @@ void check_family(const std::string& family, const UNetConfig& config) {
 
     const auto n = static_cast<int>(names.size());
     EXPECT_EQ(static_cast<int>(novram.plan.streamed.size()), n);
-    // Every use is a copy; the next step's first block is prefetched once more: no wrong
-    // guesses, as the store is in execution order.
-    EXPECT_EQ(novram.copies, 2 * n + 1);
+    // Every use is a copy; the next step's first blocks are prefetched once more (at least
+    // one, at most the lookahead's worth): no wrong guesses, as the store is in execution order.
+    EXPECT_GE(novram.copies, 2 * n + 1);
+    EXPECT_LE(novram.copies, 3 * n);
     EXPECT_LE(novram.peak, novram.plan.peak_bytes());
     EXPECT_GT(novram.streamed, 0);
 
@@ -160,17 +161,21 @@ void check_family(const std::string& family, const UNetConfig& config) {
     EXPECT_GT(partial.plan.resident_bytes, 0);
     EXPECT_LE(partial.peak, partial.plan.peak_bytes());
 
-    // Block swap: the last kSwap of input/middle/output blocks in execution order stream.
-    std::set<std::string> want;
-    const auto swappable = UNetModel(config, build_unet_weight_store(
-                                                 StateDict::from_tensors(make_random_unet_weights(config, 1, at::kFloat), "n"),
-                                                 config, at::kFloat, at::kFloat),
-                                     sdflow::testing::cpu_memory().residency())
-                               .swappable_blocks();
-    want.insert(swappable.end() - kSwap, swappable.end());
+    // Block swap: the residency units of the last kSwap input/middle/output blocks stream.
+    const UNetModel probe(config,
+                          build_unet_weight_store(
+                              StateDict::from_tensors(make_random_unet_weights(config, 1, at::kFloat), "n"), config,
+                              at::kFloat, at::kFloat),
+                          sdflow::testing::cpu_memory().residency());
+    const auto swappable = probe.swappable_blocks();
+    const std::vector<std::string> last(swappable.end() - kSwap, swappable.end());
+    EXPECT_EQ(last.back(), "output_blocks." + std::to_string(make_unet_plan(config).output_blocks.size() - 1));
+    const std::vector<std::string> units = probe.units_of(last);
+    const std::set<std::string> want(units.begin(), units.end());
     EXPECT_EQ(swap.plan.streamed, want);
-    EXPECT_EQ(*want.rbegin(), "output_blocks." + std::to_string(make_unet_plan(config).output_blocks.size() - 1));
-    EXPECT_EQ(swap.copies, 2 * kSwap + 1);
+    const auto u = static_cast<int>(units.size());
+    EXPECT_GE(swap.copies, 2 * u + 1);
+    EXPECT_LE(swap.copies, 3 * u);
     EXPECT_EQ(cpu.copies, 0);
   }
 }

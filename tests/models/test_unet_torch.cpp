@@ -163,9 +163,18 @@ TEST(UNetLayout, WeightStoreGroupsKeysIntoBlocksInExecutionOrder) {
   ASSERT_EQ(store->blocks().size(), plan.block_names.size());
   for (size_t i = 0; i < plan.block_names.size(); ++i)
     EXPECT_EQ(store->blocks()[i].name, plan.block_names[i]);
-  EXPECT_TRUE(
-      store->block("input_blocks.3").host.count("input_blocks.3.1.transformer_blocks.1.attn2.to_k.weight"));
-  EXPECT_TRUE(store->block("output_blocks.1").host.count("output_blocks.1.2.conv.weight"));
+  // Residency units: a transformer block on its own, the transformer's norm and projections
+  // together (proj_out comes back to the unit acquired before the blocks), one per ResBlock/conv.
+  const auto& tb = store->block("input_blocks.3.1.transformer_blocks.1").host;
+  EXPECT_TRUE(tb.count("input_blocks.3.1.transformer_blocks.1.attn2.to_k.weight"));
+  EXPECT_TRUE(tb.count("input_blocks.3.1.transformer_blocks.1.ff.net.2.bias"));
+  EXPECT_FALSE(tb.count("input_blocks.3.1.transformer_blocks.0.ff.net.2.bias"));
+  const auto& head = store->block("input_blocks.3.1").host;
+  EXPECT_TRUE(head.count("input_blocks.3.1.proj_in.weight"));
+  EXPECT_TRUE(head.count("input_blocks.3.1.proj_out.weight"));
+  EXPECT_TRUE(head.count("input_blocks.3.1.norm.weight"));
+  EXPECT_TRUE(store->block("input_blocks.3.0").host.count("input_blocks.3.0.in_layers.2.weight"));
+  EXPECT_TRUE(store->block("output_blocks.1.2.conv").host.count("output_blocks.1.2.conv.weight"));
   EXPECT_TRUE(store->block("label_emb").host.count("label_emb.0.2.bias"));
   EXPECT_EQ(store->block("out").host.at("out.2.weight").scalar_type(), at::kHalf);
 }
@@ -271,7 +280,7 @@ TEST(UNetModel, BatchItemsAreIndependent) {
   EXPECT_LT((both.narrow(0, 1, 1) - second).abs().max().item<double>(), 1e-4);
 }
 
-TEST(UNetModel, AcquiresBlocksOneAtATimeInExecutionOrderAndChecksCancel) {
+TEST(UNetModel, AcquiresUnitsInExecutionOrderAndChecksCancel) {
   const UNetConfig c = UNetConfig::tiny_sdxl();
   RecordingResidency rec(cpu_memory().residency());
   auto unet = make_test_unet(c, make_random_unet_weights(c, 5, at::kFloat), rec);
@@ -282,7 +291,7 @@ TEST(UNetModel, AcquiresBlocksOneAtATimeInExecutionOrderAndChecksCancel) {
   unet.model->forward(in.x, in.t, in.context, in.y, opts);
   EXPECT_EQ(rec.acquired, unet.model->plan().block_names);
   EXPECT_EQ(checks, static_cast<int>(rec.acquired.size()));
-  const std::vector<std::string> head{"time_embed", "label_emb", "input_blocks.0"};
+  const std::vector<std::string> head{"time_embed", "label_emb", "input_blocks.0.0"};
   EXPECT_EQ(std::vector<std::string>(rec.acquired.begin(), rec.acquired.begin() + 3), head);
   EXPECT_EQ(rec.acquired.back(), "out");
 

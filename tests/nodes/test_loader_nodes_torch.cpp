@@ -224,7 +224,7 @@ TEST(CheckpointLoader, TinySd15LoadsAllThreePartsWithZeroCopyWeights) {
   EXPECT_EQ(ck.vae->model->downscale(), 8);
   EXPECT_DOUBLE_EQ(ck.vae->latent_format.scale_factor, 0.18215);
   // The UNet and VAE keep fp32 (the file's dtype): their host tensors are the file's bytes.
-  const auto& unet_w = ck.model->unet().weights().block("input_blocks.0").host.at("input_blocks.0.0.weight");
+  const auto& unet_w = ck.model->unet().weights().block("input_blocks.0.0").host.at("input_blocks.0.0.weight");
   EXPECT_EQ(unet_w.data_ptr(), sd.at("model.diffusion_model.input_blocks.0.0.weight").data_ptr());
   const auto& vae_w = ck.vae->model->weights().block("decoder.in").host.at("decoder.conv_in.weight");
   EXPECT_EQ(vae_w.data_ptr(), sd.at("first_stage_model.decoder.conv_in.weight").data_ptr());
