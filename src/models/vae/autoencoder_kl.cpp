@@ -14,15 +14,24 @@ namespace {
 constexpr int64_t kGroups = 32;
 constexpr double kNormEps = 1e-6;
 
+// Note [Lean VAE activations]
+// At 1024² the decoder's last level holds 256–512 MiB per tensor, and C++ keeps every
+// temporary of a full expression alive until its end. So SiLU runs in place on the norm's
+// output, a tensor is released before the next one is made where nothing reads it again, and
+// the residual is added in place: one to two fewer full-resolution tensors alive at the peak,
+// the same values (the same kernels; a + b == b + a exactly).
 at::Tensor norm_silu(const at::Tensor& x, const BlockLease& w, const std::string& p) {
-  return at::silu(ops::group_norm(x, w, p, kGroups, kNormEps));
+  at::Tensor h = ops::group_norm(x, w, p, kGroups, kNormEps);
+  return at::silu_(h);
 }
 
 at::Tensor resnet(const at::Tensor& x, const BlockLease& w, const std::string& p) {
-  at::Tensor h = ops::conv2d(norm_silu(x, w, p + ".norm1"), w, p + ".conv1", 1, 1);
-  h = ops::conv2d(norm_silu(h, w, p + ".norm2"), w, p + ".conv2", 1, 1);
-  const at::Tensor skip = w.has(p + ".nin_shortcut.weight") ? ops::conv2d(x, w, p + ".nin_shortcut") : x;
-  return skip + h;
+  at::Tensor h = norm_silu(x, w, p + ".norm1");
+  h = ops::conv2d(h, w, p + ".conv1", 1, 1);
+  h = norm_silu(h, w, p + ".norm2");
+  h = ops::conv2d(h, w, p + ".conv2", 1, 1);
+  if (w.has(p + ".nin_shortcut.weight")) return h.add_(ops::conv2d(x, w, p + ".nin_shortcut"));
+  return h.add_(x);
 }
 
 // Single-head attention over all H·W positions, scale 1/sqrt(C).
@@ -140,7 +149,11 @@ at::Tensor AutoencoderKL::decode(const at::Tensor& z, const VaeRunOptions& optio
     const BlockLease w = acquire(level);
     for (int64_t b = 0; b <= config_.num_res_blocks; ++b)
       h = resnet(h, w, level + ".block." + std::to_string(b));
-    if (i > 0) h = ops::conv2d(upsample2x(h), w, level + ".upsample.conv", 1, 1);
+    if (i > 0) {
+      at::Tensor up = upsample2x(h);
+      h.reset();  // not read again: the conv's output can take its place
+      h = ops::conv2d(up, w, level + ".upsample.conv", 1, 1);
+    }
   }
   const BlockLease w = acquire("decoder.out");
   return ops::conv2d(norm_silu(h, w, "decoder.norm_out"), w, "decoder.conv_out", 1, 1);
