@@ -109,7 +109,6 @@ at::Tensor run_case(const Goldens& g, const nlohmann::json& patches) {
   EXPECT_EQ(m.unet_ptr(), g.model->unet_ptr());  // patches never copy the UNet
   ModelConds conds;
   conds.c_crossattn = g.tensors.at("context");
-  at::NoGradGuard no_grad;
   return m.apply_model(g.tensors.at("x"), g.tensors.at("sigma"), conds, m.model_sampling());
 }
 
