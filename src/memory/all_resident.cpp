@@ -60,8 +60,8 @@ class AllResident final : public Residency {
     const at::Device dev = device_.torch_device();
     for (const auto& [key, host] : block.host) {
       at::Tensor t = host;
-      if (at::isFloatingType(t.scalar_type()) && t.scalar_type() != store.compute_dtype())
-        t = t.to(store.compute_dtype());
+      if (at::isFloatingType(t.scalar_type()) && t.scalar_type() != store.device_dtype())
+        t = t.to(store.device_dtype());
       if (t.device() != dev) t = t.to(dev, /*non_blocking=*/false, /*copy=*/false);
       on_device->emplace(key, std::move(t));
     }

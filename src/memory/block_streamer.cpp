@@ -72,7 +72,7 @@ std::shared_ptr<BlockStreamer::InFlight> BlockStreamer::issue(const StreamReques
   f->store_id = r.store->id();
   f->block = r.block;
   f->patch_id = patch_id(r.patch);
-  f->tensors = copies.copy_block(r.block, *r.host, r.store->compute_dtype(),
+  f->tensors = copies.copy_block(r.block, *r.host, r.store->device_dtype(),
                                  prefetch_ ? CopyLane::kCopy : CopyLane::kCompute);
   if (r.patch) {
     if (prefetch_)

@@ -64,11 +64,11 @@ namespace {
 int64_t block_cost(const WeightStore& store, const WeightBlock& block, const ModelLoad& request) {
   int64_t compute_bytes = 0;
   for (const auto& [key, t] : block.host) {
-    const at::ScalarType dt = at::isFloatingType(t.scalar_type()) ? store.compute_dtype() : t.scalar_type();
+    const at::ScalarType dt = at::isFloatingType(t.scalar_type()) ? store.device_dtype() : t.scalar_type();
     compute_bytes += static_cast<int64_t>(t.numel()) * static_cast<int64_t>(c10::elementSize(dt));
   }
   int64_t cost = compute_bytes;
-  if (store.storage_dtype() != store.compute_dtype()) cost += block.bytes;  // the copy before conversion
+  if (store.storage_dtype() != store.device_dtype()) cost += block.bytes;  // the copy before conversion
   if (request.patch && request.patch->affects(store, block.name)) cost += compute_bytes;  // the patched copy
   return cost;
 }
@@ -213,7 +213,7 @@ std::shared_ptr<const BlockTensors> ModelResidency::resident_copy(StoreState& s,
   }
   const WeightStore& store = *s.store;
   const WeightBlock& b = store.block(block);
-  BlockTensors tensors = streamer_.copies().copy_block(block, b.host, store.compute_dtype(), CopyLane::kCompute);
+  BlockTensors tensors = streamer_.copies().copy_block(block, b.host, store.device_dtype(), CopyLane::kCompute);
   if (patch) patch->apply(store, block, tensors);
   StoreState::Copy c;
   c.patch_id = want;

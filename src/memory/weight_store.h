@@ -43,6 +43,10 @@ class WeightStore {
   std::string label() const { return source_.empty() ? model_name_ : model_name_ + " (" + source_ + ")"; }
   at::ScalarType storage_dtype() const { return storage_; }
   at::ScalarType compute_dtype() const { return compute_; }
+  // The dtype of the floating tensors a residency puts on the device: the compute dtype, except
+  // for 8-bit float storage, which stays 8-bit there and is upcast layer by layer where it is
+  // used (ComfyUI's manual cast): an fp8 UNet then takes half the VRAM of an fp16 one.
+  at::ScalarType device_dtype() const { return c10::elementSize(storage_) == 1 ? storage_ : compute_; }
   const WeightBlock& block(const std::string& name) const;  // throws Error(kModel)
   bool has_block(const std::string& name) const { return index_.count(name) > 0; }
   const std::vector<WeightBlock>& blocks() const { return blocks_; }
