@@ -1,5 +1,7 @@
 #include "cli/comfy_flags.h"
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
@@ -174,10 +176,19 @@ void finish_comfy_flags(CLI::App& app, MemoryOptions& o) {
     throw CLI::ValidationError("argument --force-fp16: not allowed with argument --force-fp32");
   if (o.cuda_malloc && o.disable_cuda_malloc)
     throw CLI::ValidationError("argument --disable-cuda-malloc: not allowed with argument --cuda-malloc");
+  // argparse would take these; sdflow's own --vram-budget is a cap, so only > 0 means anything.
+  if (o.vram_budget_gb && !(*o.vram_budget_gb > 0 && std::isfinite(*o.vram_budget_gb)))
+    throw CLI::ValidationError(
+        "--vram-budget", "must be a number of GB > 0 (got " + app["--vram-budget"]->results().at(0) + ")");
+  if (o.reserve_vram_gb && !std::isfinite(*o.reserve_vram_gb))
+    throw CLI::ValidationError("--reserve-vram",
+                               "must be a number of GB (got " + app["--reserve-vram"]->results().at(0) + ")");
   if (app.count("--async-offload") && !o.async_offload) o.async_offload = 2;
   if (app.count("--cache-ram") && o.cache_ram_gb == 0) o.cache_ram_gb = 4.0;
   // ComfyUI: --force-fp16 implies --fp16-unet.
   if (o.force_fp16 && o.unet == Precision::kDefault) o.unet = Precision::kFp16;
+  // `--fast` alone leaves one empty value (CLI11); ComfyUI's nargs="*" then means every feature.
+  o.fast.erase(std::remove(o.fast.begin(), o.fast.end(), std::string()), o.fast.end());
   if (app.count("--fast") && o.fast.empty())
     o.fast = {"fp16_accumulation", "fp8_matrix_mult", "cublas_ops", "autotune"};
   // Cache policy priority as in ComfyUI's worker: lru > ram > none > classic.

@@ -1,6 +1,7 @@
 #include "memory/memory_manager.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -124,10 +125,17 @@ class RecordingResidency final : public Residency {
 void MemoryManager::init() {
   state_ = resolve_vram_state(options_, device_->has_own_memory());
   if (options_.vram_budget_gb) {
-    if (*options_.vram_budget_gb <= 0) throw Error(ErrorKind::kUsage, "--vram-budget must be > 0");
-    budget_bytes_ = static_cast<int64_t>(*options_.vram_budget_gb * static_cast<double>(int64_t{1} << 30));
-    if (!device_->set_memory_limit(budget_bytes_))
-      log::warn("--vram-budget {} GB cannot be enforced on {}", *options_.vram_budget_gb, device_->name());
+    const double gb = *options_.vram_budget_gb;
+    if (!(gb > 0) || !std::isfinite(gb)) throw Error(ErrorKind::kUsage, "--vram-budget must be > 0");
+    if (device_->has_own_memory()) {
+      budget_bytes_ = static_cast<int64_t>(gb * static_cast<double>(int64_t{1} << 30));
+      if (!device_->set_memory_limit(budget_bytes_))
+        log::warn("--vram-budget {} GB cannot be enforced on {}", gb, device_->name());
+    } else {
+      // No VRAM to cap: free memory stays the host's, as ComfyUI reads it on the CPU. A capped
+      // figure would only shrink the cond and VAE batches, and so change the numerics.
+      log::warn("--vram-budget {} GB has no effect on {}", gb, device_->name());
+    }
   }
   ResidencySettings rs;
   rs.state = state_;

@@ -73,7 +73,8 @@ class MemoryManager {
   Residency& host_residency();
   DtypeChoice vae_dtype() const { return choose_vae_dtype(options_, caps()); }
 
-  // The enforced budget in bytes (0 = none): set from --vram-budget at construction.
+  // The enforced budget in bytes (0 = none): set from --vram-budget at construction, on a device
+  // with memory of its own (none on the CPU).
   int64_t budget_bytes() const { return budget_bytes_; }
 
   // Per-node accounting: reset peaks and the activity record before a node, read them after.
