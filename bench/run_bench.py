@@ -216,6 +216,8 @@ class Bench:
             rec["error"] = (err or "")[-400:]
         latents = sorted(glob.glob(os.path.join(run_dir, "bench_*_.latent")))
         rec["latent"] = latents[-1] if latents else None
+        images = sorted(glob.glob(os.path.join(run_dir, "bench_*_.png")))
+        rec["image"] = images[-1] if images else None
         if rc != 0 and "error" not in rec:
             rec["error"] = (err or "")[-400:]
         self.note_time("sdflow", arch, wall)

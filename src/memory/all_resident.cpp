@@ -1,6 +1,7 @@
 #include <map>
 #include <mutex>
 
+#include "device/copy_stream.h"
 #include "device/device.h"
 #include "memory/residency.h"
 
@@ -8,19 +9,18 @@ namespace sdflow {
 
 namespace {
 
-using TensorMap = std::map<std::string, at::Tensor>;
-using SharedTensors = std::shared_ptr<const TensorMap>;
+using SharedTensors = std::shared_ptr<const BlockTensors>;
 
 class AllResident final : public Residency {
  public:
-  explicit AllResident(ComputeDevice& device) : device_(device) {}
+  explicit AllResident(ComputeDevice& device) : copies_(device.make_copy_stream(/*own_stream=*/false)) {}
   using Residency::acquire;
 
-  BlockLease acquire(const WeightStore& store, const std::string& block_name, const WeightPatch* patch) override {
+  BlockLease acquire(const WeightStore& store, const std::string& block_name,
+                     const WeightPatch* patch) override {
     std::lock_guard<std::mutex> lock(mu_);
-    Loaded& per_store = loaded_[store.id()];
-    if (patch && patch->affects(store, block_name)) return BlockLease(patched(per_store, store, block_name, *patch), block_name);
-    return BlockLease(base(per_store, store, block_name), block_name);
+    const WeightPatch* p = patch && patch->affects(store, block_name) ? patch : nullptr;
+    return BlockLease(resident_copy(loaded_[store.id()], store, block_name, p), block_name);
   }
 
   void evict(const WeightStore& store) override {
@@ -44,51 +44,46 @@ class AllResident final : public Residency {
   }
 
  private:
+  struct Copy {
+    uint64_t patch_id = 0;  // 0: unpatched
+    SharedTensors tensors;
+    int64_t bytes = 0;  // device bytes of `tensors`
+  };
   struct Loaded {
-    std::map<std::string, SharedTensors> blocks;
+    std::map<std::string, Copy> blocks;
     int64_t bytes = 0;
-    uint64_t patch_id = 0;
-    std::map<std::string, SharedTensors> patched;
   };
 
+  // One version of each block is resident, as in ModelResidency::resident_copy and ComfyUI
+  // (which keeps only the patched weights on the GPU, the originals on the CPU): a patched
+  // block is built from the host store (copy at the compute dtype, then the patch) and
+  // replaces the unpatched copy; another patch id (a strength change) or no patch rebuilds it
+  // from the host. Host tensors are never written (on --cpu the copy may alias them).
   // Caller holds mu_.
-  SharedTensors base(Loaded& per_store, const WeightStore& store, const std::string& block_name) {
+  SharedTensors resident_copy(Loaded& per_store, const WeightStore& store, const std::string& block_name,
+                              const WeightPatch* patch) {
+    const uint64_t want = patch ? patch->id() : 0;
     auto it = per_store.blocks.find(block_name);
-    if (it != per_store.blocks.end()) return it->second;
+    if (it != per_store.blocks.end() && it->second.patch_id == want) return it->second.tensors;
+    // Dropped before the rebuild, so that (leases aside) the device never holds both versions.
+    if (it != per_store.blocks.end()) {
+      per_store.bytes -= it->second.bytes;
+      per_store.blocks.erase(it);
+    }
     const WeightBlock& block = store.block(block_name);
-    auto on_device = std::make_shared<TensorMap>();
-    const at::Device dev = device_.torch_device();
-    for (const auto& [key, host] : block.host) {
-      at::Tensor t = host;
-      if (at::isFloatingType(t.scalar_type()) && t.scalar_type() != store.device_dtype())
-        t = t.to(store.device_dtype());
-      if (t.device() != dev) t = t.to(dev, /*non_blocking=*/false, /*copy=*/false);
-      on_device->emplace(key, std::move(t));
-    }
-    per_store.bytes += block.bytes;
-    return per_store.blocks.emplace(block_name, std::move(on_device)).first->second;
+    BlockTensors tensors =
+        copies_->copy_block(block_name, block.host, store.device_dtype(), CopyLane::kCompute);
+    if (patch) patch->apply(store, block_name, tensors);
+    Copy c;
+    c.patch_id = want;
+    for (const auto& [key, t] : tensors) c.bytes += static_cast<int64_t>(t.numel() * t.element_size());
+    c.tensors = std::make_shared<const BlockTensors>(std::move(tensors));
+    per_store.bytes += c.bytes;
+    return per_store.blocks.emplace(block_name, std::move(c)).first->second.tensors;
   }
 
-  // A patched block is made from the unpatched device copy and kept for the latest patch id
-  // only: like ComfyUI, one patched version of a model is resident at a time (changing a
-  // strength costs a re-patch, not another copy of the model).
-  SharedTensors patched(Loaded& per_store, const WeightStore& store, const std::string& block_name,
-                        const WeightPatch& patch) {
-    if (per_store.patch_id != patch.id()) {
-      per_store.patched.clear();
-      per_store.patch_id = patch.id();
-    }
-    auto it = per_store.patched.find(block_name);
-    if (it != per_store.patched.end()) return it->second;
-    TensorMap tensors = *base(per_store, store, block_name);  // copies the handles, not the data
-    patch.apply(store, block_name, tensors);
-    auto shared = std::make_shared<const TensorMap>(std::move(tensors));
-    per_store.patched.emplace(block_name, shared);
-    return shared;
-  }
-
-  ComputeDevice& device_;
   mutable std::mutex mu_;
+  std::unique_ptr<CopyStream> copies_;  // used under mu_
   std::map<uint64_t, Loaded> loaded_;
 };
 

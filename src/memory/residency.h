@@ -50,7 +50,9 @@ class Residency {
 };
 
 // Everything resident: the first acquire of a block copies it to the device and keeps it
-// until evicted. The gpu-only/highvram policy, and --cpu (where "the device" is the host).
+// until evicted, one version per block (unpatched, or with the latest patch id that affects it),
+// as ModelResidency does. The memory manager's host residency (models placed on the CPU beside a
+// GPU, where "the device" is the host), CPU-only loaders' private residencies, and tests.
 std::unique_ptr<Residency> make_all_resident(ComputeDevice& device);
 
 }  // namespace sdflow

@@ -335,6 +335,109 @@ TEST(ModelResidency, PatchesChangeDeviceCopiesOnlyAndAreKeyedById) {
   EXPECT_TRUE(at::equal(s->block("b2").host.at("w"), host2));
 }
 
+// Adds `delta` to every weight into a new buffer of the fake device, as LoRA allocates its
+// merged weights on the GPU.
+class DeviceAddPatch final : public WeightPatch {
+ public:
+  DeviceAddPatch(uint64_t id, double delta, std::set<std::string> blocks,
+                 std::shared_ptr<FakeDeviceState> device)
+      : id_(id), delta_(delta), blocks_(std::move(blocks)), device_(std::move(device)) {}
+  uint64_t id() const override { return id_; }
+  bool affects(const WeightStore&, const std::string& block) const override {
+    return blocks_.count(block) > 0;
+  }
+  void apply(const WeightStore&, const std::string&,
+             std::map<std::string, at::Tensor>& tensors) const override {
+    for (auto& [key, t] : tensors) t = testing::fake_device_tensor(device_, t + delta_);
+  }
+
+ private:
+  uint64_t id_;
+  double delta_;
+  std::set<std::string> blocks_;
+  std::shared_ptr<FakeDeviceState> device_;
+};
+
+// One version of each block on the device, whatever the policy: a patched acquire replaces the
+// unpatched copy (ComfyUI keeps only the patched weights on the GPU), another patch id rebuilds
+// the block from the host (not from the patched copy), no patch re-makes the unpatched copy, and
+// resident_bytes() is what the device holds.
+void expect_one_version_resident(Residency& r, const std::shared_ptr<FakeDeviceState>& dev,
+                                 const WeightStore& s) {
+  const int64_t all = s.total_bytes();
+  const at::Tensor host0 = s.block("b0").host.at("w").clone();
+  const float h0 = host0[5].item<float>(), h1 = s.block("b1").host.at("w")[5].item<float>();
+  DeviceAddPatch one(201, 1.0, {"b0"}, dev), two(202, 2.0, {"b0"}, dev);
+  auto value = [&](const std::string& block, const WeightPatch* p) {
+    return r.acquire(s, block, p).at("w")[5].item<float>();
+  };
+  run_pass(r, s);
+  EXPECT_EQ(dev->live, all);
+  EXPECT_EQ(r.resident_bytes(s), all);
+  const int copies = dev->copies;
+
+  EXPECT_EQ(value("b0", &one), h0 + 1);
+  EXPECT_EQ(dev->copies, copies + 1);  // from the host
+  EXPECT_EQ(dev->live, all);           // the unpatched copy of b0 is gone
+  EXPECT_EQ(r.resident_bytes(s), all);
+  EXPECT_EQ(value("b0", &one), h0 + 1);
+  EXPECT_EQ(value("b1", &one), h1);    // unaffected: its unpatched copy serves
+  EXPECT_EQ(dev->copies, copies + 1);  // both lookups
+
+  EXPECT_EQ(value("b0", &two), h0 + 2);  // a strength change: rebuilt, not patched on top
+  EXPECT_EQ(dev->copies, copies + 2);
+  EXPECT_EQ(dev->live, all);
+  EXPECT_EQ(r.resident_bytes(s), all);
+
+  EXPECT_EQ(value("b0", nullptr), h0);  // the patch removed: the unpatched copy is re-made
+  EXPECT_EQ(dev->copies, copies + 3);
+  EXPECT_EQ(dev->live, all);
+  EXPECT_EQ(r.resident_bytes(s), all);
+  EXPECT_TRUE(at::equal(s.block("b0").host.at("w"), host0));
+
+  r.evict(s);
+  EXPECT_EQ(dev->live, 0);
+  EXPECT_EQ(r.resident_bytes(s), 0);
+}
+
+TEST(ModelResidency, PatchedBlocksReplaceTheirUnpatchedCopies) {
+  Fixture f(1024 * kMiB);
+  auto s = make_store("m", {0.25, 0.25});
+  expect_one_version_resident(f.mm.residency(), f.state, *s);
+}
+
+TEST(AllResident, PatchedBlocksReplaceTheirUnpatchedCopies) {
+  FakeDevice device(1024 * kMiB);
+  auto r = make_all_resident(device);
+  auto s = make_store("m", {0.25, 0.25});
+  expect_one_version_resident(*r, device.state(), *s);
+}
+
+TEST(AllResident, CpuCopiesAliasTheHostAndPatchesNeverWriteIt) {
+  auto cpu = make_cpu_device();
+  auto r = make_all_resident(*cpu);
+  auto s = make_store("m", {0.25});
+  const at::Tensor& host = s->block("b0").host.at("w");
+  const at::Tensor before = host.clone();
+  AddPatch one(101, 1.0, {"b0"});
+  EXPECT_EQ(r->acquire(*s, "b0").at("w").data_ptr(), host.data_ptr());  // zero-copy
+  {
+    BlockLease patched = r->acquire(*s, "b0", &one);
+    EXPECT_NE(patched.at("w").data_ptr(), host.data_ptr());
+    EXPECT_TRUE(at::equal(patched.at("w"), before + 1));
+  }
+  EXPECT_TRUE(at::equal(host, before));
+  EXPECT_EQ(r->resident_bytes(*s), s->block("b0").bytes);
+  EXPECT_EQ(r->acquire(*s, "b0").at("w").data_ptr(), host.data_ptr());
+
+  // The count is at the compute dtype, which is what the device holds.
+  WeightStore half("h", at::kHalf, at::kFloat);
+  half.add_block("b", {{"w", at::ones({4, 4})}});
+  r->acquire(half, "b");
+  EXPECT_EQ(r->resident_bytes(half), 16 * 4);
+  EXPECT_EQ(r->resident_bytes(), s->block("b0").bytes + 16 * 4);
+}
+
 TEST(ModelResidency, CpuDeviceComputesOnHostTensors) {
   MemoryOptions o;
   o.vram = VramMode::kCpu;
