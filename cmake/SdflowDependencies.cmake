@@ -7,6 +7,15 @@ find_package(spdlog REQUIRED)
 find_package(fmt REQUIRED)
 find_package(PNG REQUIRED)
 find_package(JPEG REQUIRED)
+# jpeglib.h takes JPEG_LIB_VERSION (the struct layouts) from jconfig.h in the multiarch folder.
+# Where libjpeg comes from another prefix than the system's (the GPU machine carries Debian's
+# libjpeg62 beside Ubuntu's libjpeg-turbo 8), that folder must be the prefix's own, or the
+# headers describe one library and the program loads the other ("Wrong JPEG library version").
+if(CMAKE_LIBRARY_ARCHITECTURE AND NOT JPEG_INCLUDE_DIR STREQUAL "/usr/include"
+   AND EXISTS "${JPEG_INCLUDE_DIR}/${CMAKE_LIBRARY_ARCHITECTURE}/jconfig.h")
+  set_property(TARGET JPEG::JPEG APPEND PROPERTY INTERFACE_INCLUDE_DIRECTORIES
+               "${JPEG_INCLUDE_DIR}/${CMAKE_LIBRARY_ARCHITECTURE}")
+endif()
 find_package(ZLIB REQUIRED)
 find_package(Torch REQUIRED)
 if(SDFLOW_BUILD_TESTS)
