@@ -21,7 +21,7 @@ const std::vector<std::pair<FlagChoice, VramMode>> kVramFlags = {
     {{"--highvram", "Keep models in VRAM after use instead of offloading them."}, VramMode::kHighVram},
     {{"--normalvram", "Default policy: load what fits, offload the rest."}, VramMode::kNormalVram},
     {{"--lowvram", "Split the UNet and stream its weights; text encoder on the CPU."}, VramMode::kLowVram},
-    {{"--novram", "Keep no weights resident; stream every block."}, VramMode::kNoVram},
+    {{"--novram", "Keep no weights resident (every block streams); tile the VAE when one image needs > 0.8 GiB."}, VramMode::kNoVram},
     {{"--cpu", "Run everything on the CPU."}, VramMode::kCpu},
 };
 
