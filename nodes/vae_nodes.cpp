@@ -149,8 +149,9 @@ at::Tensor decode_latent(NodeContext& ctx, const VaeValue& vae, const at::Tensor
   }
   std::vector<int64_t> one = z.sizes().vec();
   one[0] = 1;
-  make_room(r, model, vae_decode_memory(one, vae.vae.dtype));
-  if (novram_tiles(r, static_cast<int64_t>(vae_decode_memory(one, vae.vae.dtype)))) {
+  const int64_t one_image = vae_decode_memory(one, vae.vae.dtype);
+  make_room(r, model, one_image);
+  if (novram_tiles(r, one_image)) {
     log::info("{}--novram: tiled VAE decoding ({}x{} latent tiles)", ctx.where(), kVaeDecodeTilesDefault.tile_x,
               kVaeDecodeTilesDefault.tile_y);
     return vae_decode_tiled(model, z, kVaeDecodeTilesDefault, r.options);
@@ -176,8 +177,9 @@ at::Tensor encode_pixels(NodeContext& ctx, const VaeValue& vae, const at::Tensor
   }
   std::vector<int64_t> one = shape;
   one[0] = 1;
-  make_room(r, model, vae_encode_memory(one, vae.vae.dtype));
-  if (novram_tiles(r, static_cast<int64_t>(vae_encode_memory(one, vae.vae.dtype)))) {
+  const int64_t one_image = vae_encode_memory(one, vae.vae.dtype);
+  make_room(r, model, one_image);
+  if (novram_tiles(r, one_image)) {
     log::info("{}--novram: tiled VAE encoding ({}x{} pixel tiles)", ctx.where(), kVaeEncodeTilesDefault.tile_x,
               kVaeEncodeTilesDefault.tile_y);
     return vae_encode_tiled(model, image, kVaeEncodeTilesDefault, r.options);

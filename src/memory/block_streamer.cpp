@@ -143,12 +143,6 @@ std::shared_ptr<const BlockTensors> BlockStreamer::take(const StreamRequest& now
   });
 }
 
-std::shared_ptr<const BlockTensors> BlockStreamer::take(const StreamRequest& now, const StreamRequest* next) {
-  std::vector<std::pair<StreamRequest, int64_t>> upcoming;
-  if (next && !(next->store == now.store && next->block == now.block)) upcoming.emplace_back(*next, 0);
-  return take(now, upcoming, 0);
-}
-
 CopyStream& BlockStreamer::copies() { return *shared_->copies; }
 
 void BlockStreamer::drop_prefetched() { pending_.clear(); }

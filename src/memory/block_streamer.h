@@ -64,8 +64,6 @@ class BlockStreamer {
   std::shared_ptr<const BlockTensors> take(const StreamRequest& now,
                                            const std::vector<std::pair<StreamRequest, int64_t>>& upcoming,
                                            int64_t lookahead_bytes);
-  // One block ahead (the lookahead of the first versions; tests).
-  std::shared_ptr<const BlockTensors> take(const StreamRequest& now, const StreamRequest* next);
   // Frees the prefetched blocks nobody asked for yet (end of a node, eviction, a new load).
   void drop_prefetched();
   // Drops the prefetched blocks of `store_id`.

@@ -273,7 +273,7 @@ BlockLease ModelResidency::acquire(const WeightStore& store, const std::string& 
       while (upcoming.size() < s.plan.streamed.size() && ahead <= s.plan.lookahead_bytes) {
         auto name = next_streamed(s, from);
         if (!name || *name == block) break;
-        const int64_t bytes = s.cost.count(*name) ? s.cost.at(*name) : store.block(*name).bytes;
+        const int64_t bytes = s.cost.at(*name);
         upcoming.emplace_back(StreamRequest{&store, *name, host_of(*name), affecting(*name)}, bytes);
         ahead += bytes;
         from = *name;

@@ -176,7 +176,7 @@ at::Tensor UNetModel::forward(const at::Tensor& x, const at::Tensor& timesteps, 
     throw Error(ErrorKind::kRuntime, config_.adm_in_channels ? "UNet: this model needs the ADM input y"
                                                              : "UNet: this model takes no ADM input y");
   const at::ScalarType dtype = x.scalar_type();
-  auto acquire = [&](const std::string& block) {
+  const AcquireUnit acquire = [&](const std::string& block) {
     if (options.check_cancel) options.check_cancel();
     return residency_.acquire(*weights_, block, options.weight_patch);
   };
@@ -210,12 +210,11 @@ at::Tensor UNetModel::forward(const at::Tensor& x, const at::Tensor& timesteps, 
 
   std::vector<at::Tensor> hs;
   at::Tensor h = x;
-  const AcquireUnit unit = acquire;
   for (const UNetBlock& block : plan_.input_blocks) {
-    h = run_block(block, h, in, unit);
+    h = run_block(block, h, in, acquire);
     hs.push_back(h);
   }
-  for (const UNetBlock& block : plan_.middle_block) h = run_block(block, h, in, unit);
+  for (const UNetBlock& block : plan_.middle_block) h = run_block(block, h, in, acquire);
   UNetPatchContext patch_ctx;
   patch_ctx.original_shape = x.sizes().vec();
   for (size_t i = 0; i < plan_.output_blocks.size(); ++i) {
@@ -229,7 +228,7 @@ at::Tensor UNetModel::forward(const at::Tensor& x, const at::Tensor& timesteps, 
     hsp.reset();
     in.output_size = hs.empty() ? std::nullopt
                                 : std::optional<std::vector<int64_t>>({hs.back().size(2), hs.back().size(3)});
-    h = run_block(block, h, in, unit);
+    h = run_block(block, h, in, acquire);
   }
 
   h = h.to(dtype);
