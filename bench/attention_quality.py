@@ -151,11 +151,7 @@ def markdown(out):
                      f"{'ref' if reference else fmt(r.get('latent_rel_l2_vs_sdpa'), '.2e')} | "
                      f"{'ref' if reference else psnr} | "
                      f"{'ref' if reference else fmt(r.get('max_abs_pixel_diff_vs_sdpa'), 'd')} | {note} |")
-    if out["skipped"]:
-        lines += ["", "Skipped:", ""] + [f"- {s}" for s in out["skipped"]]
-    lines += ["", f"Total VRAM {fmt(run_bench.mib(out['total_vram']), '.0f')} MiB; {out['elapsed']} s of a "
-              f"{out['budget']} s budget. `{out['command']}`", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + run_bench.footer(out))
 
 
 def main():

@@ -358,11 +358,14 @@ def markdown(out):
         lines.append(f"| {r['arch']} | {r['policy']} | {r['engine']} | {fmt(r.get('ms_per_step'), '.1f')} | "
                      f"{fmt(r.get('wall'), '.2f')} | {peak} | {fmt(r.get('rel_l2_vs_sdflow_gpu_only'), '.2e')} | "
                      f"{fmt(r.get('rel_l2_vs_comfy_same_policy'), '.2e')} | {note} |")
-    if out["skipped"]:
-        lines += ["", "Skipped:", ""] + [f"- {s}" for s in out["skipped"]]
-    lines += ["", f"Total VRAM {fmt(mib(out['total_vram']), '.0f')} MiB; {out['elapsed']} s of a {out['budget']} s "
-              f"budget. `{out['command']}`", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + footer(out))
+
+
+def footer(out):
+    """The skipped runs, total VRAM, time used and command line under a table."""
+    lines = ["", "Skipped:", ""] + [f"- {s}" for s in out["skipped"]] if out["skipped"] else []
+    return lines + ["", f"Total VRAM {fmt(mib(out['total_vram']), '.0f')} MiB; {out['elapsed']} s of a "
+                        f"{out['budget']} s budget. `{out['command']}`", ""]
 
 
 def main():
